@@ -1,0 +1,71 @@
+"""Entry point: ``python3 agent.pyz serve|stream|run-job``."""
+
+import argparse
+import os
+import sys
+import zipfile
+from typing import List, Optional
+
+from . import protocol
+
+
+def default_work_dir():
+    # type: () -> str
+    return os.environ.get("FRAMEWIRE_WORK_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "framewire")
+
+
+def self_argv():
+    # type: () -> List[str]
+    """How to start this same agent again (for the detached job runner)."""
+    entry = os.path.abspath(sys.argv[0])
+    if zipfile.is_zipfile(entry):
+        return [sys.executable, entry]
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return [sys.executable, "-c",
+            "import sys; sys.path.insert(0, %r); from agent.__main__ import main; "
+            "sys.exit(main(sys.argv[1:]))" % package_parent]
+
+
+def main(argv=None):
+    # type: (Optional[List[str]]) -> int
+    parser = argparse.ArgumentParser(prog="framewire-agent")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="speak the agent protocol on stdin/stdout")
+    serve.add_argument("--nonce", default="")
+    serve.add_argument("--work-dir", default=None)
+    stream_parser = commands.add_parser("stream", help="copy a byte range of a file to stdout")
+    stream_parser.add_argument("--nonce", default="")
+    run_job = commands.add_parser("run-job", help="run one job (started by serve)")
+    run_job.add_argument("job_dir")
+    args = parser.parse_args(argv)
+
+    if args.command == "stream":
+        from . import stream
+        # The marker line lets the server skip whatever a login script printed.
+        sys.stdout.buffer.write(("%s %s\n" % (protocol.STREAM_MARKER, args.nonce)).encode("ascii"))
+        sys.stdout.buffer.flush()
+        return stream.main(sys.stdin.buffer, sys.stdout.buffer)
+    if args.command == "run-job":
+        from . import runner
+        return runner.main(args.job_dir)
+    if args.command != "serve":
+        parser.print_help(sys.stderr)
+        return 2
+
+    from . import service
+    # stdout carries the protocol only: anything else printed goes to stderr.
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr
+    writer = protocol.LineWriter(out)
+    work_dir = args.work_dir or default_work_dir()
+    os.makedirs(work_dir, mode=0o700, exist_ok=True)
+    agent = service.Agent(work_dir, self_argv() + ["run-job"], writer)
+    out.write(("%s %s\n" % (protocol.MARKER, args.nonce)).encode("ascii"))
+    writer.send({"hello": agent.hello()})
+    agent.serve(sys.stdin.buffer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""Video jobs on the remote host: one directory each, the source of truth.
+
+A job directory holds ``spec.json`` (what to encode), ``status.json``
+(rewritten atomically by the detached runner), the runner's and ffmpeg's logs
+and, once done, the output.  A restarted agent finds every job again from its
+directory, so neither a dropped SSH link nor a new agent loses one.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from . import ffmpeg, files, protocol
+
+FINAL = ("succeeded", "failed", "canceled")
+MAX_REPORTED = 100
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+_FRAME_RATE = re.compile(r"^[1-9][0-9]{0,5}(/[1-9][0-9]{0,5})?$")
+
+
+def now():
+    # type: () -> str
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def write_json(path, data):
+    # type: (str, Dict[str, Any]) -> None
+    """Replace ``path`` atomically, so a reader never sees half a file."""
+    temp = "%s.%d.tmp" % (path, os.getpid())
+    with open(temp, "w") as handle:
+        json.dump(data, handle)
+    os.replace(temp, path)
+
+
+def read_json(path):
+    # type: (str) -> Dict[str, Any]
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def alive(pid):
+    # type: (Optional[int]) -> bool
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobStore(object):
+    """Creates, inspects, cancels and deletes the job directories under a work dir."""
+
+    def __init__(self, work_dir, runner_argv, ffmpeg_info):
+        # type: (str, List[str], Dict[str, Any]) -> None
+        self.root = os.path.join(work_dir, "jobs")
+        self.runner_argv = runner_argv
+        self.ffmpeg = ffmpeg_info
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+
+    def directory(self, job_id):
+        # type: (Any) -> str
+        if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+            raise protocol.AgentError(protocol.BAD_REQUEST,
+                                      "job must be a 32-digit lowercase hex id.",
+                                      {"field": "job"})
+        return os.path.join(self.root, job_id)
+
+    # -- create ---------------------------------------------------------
+
+    def create(self, args):
+        # type: (Dict[str, Any]) -> Dict[str, Any]
+        job_dir = self.directory(args.get("job"))
+        content_type = args.get("content-type")
+        if content_type not in ffmpeg.CONTENT_TYPE_CODECS:
+            raise protocol.AgentError(
+                protocol.BAD_REQUEST,
+                "content-type must be one of %s, got %r."
+                % (", ".join(sorted(ffmpeg.CONTENT_TYPE_CODECS)), content_type),
+                {"field": "content-type"})
+        frame_rate = str(args.get("frame-rate", "25"))
+        if not _FRAME_RATE.match(frame_rate):
+            raise protocol.AgentError(protocol.BAD_REQUEST,
+                                      "frame-rate must be a positive number or fraction.",
+                                      {"field": "frame-rate"})
+        paths = args.get("images")
+        if not isinstance(paths, list) or not paths:
+            raise protocol.AgentError(protocol.BAD_REQUEST,
+                                      "images must be a non-empty list of absolute paths.",
+                                      {"field": "images"})
+        encoder = ffmpeg.require(self.ffmpeg, content_type)
+        frames = self._inspect(paths)
+
+        first = frames[0]
+        spec = {
+            "job": os.path.basename(job_dir),
+            "content_type": content_type,
+            "encoder": encoder,
+            "ffmpeg": self.ffmpeg["path"],
+            "frame_rate": frame_rate,
+            "width": ffmpeg.even_floor(first["width"]),
+            "height": ffmpeg.even_floor(first["height"]),
+            "frames": frames,
+        }
+        try:
+            os.mkdir(job_dir, 0o700)
+        except FileExistsError:
+            raise protocol.AgentError(protocol.JOB_EXISTS, "Job %s already exists."
+                                      % spec["job"], {"field": "job"})
+        write_json(os.path.join(job_dir, "spec.json"), spec)
+        status = {
+            "id": spec["job"],
+            "status": "queued",
+            "phase": "queued",
+            "message": "Queued.",
+            "progress": 0.0,
+            "frames_done": 0,
+            "frames_total": len(frames),
+            "eta_seconds": None,
+            "events": {"queued": now(), "started": None, "completed": None},
+            "content_type": content_type,
+            "width": spec["width"],
+            "height": spec["height"],
+            "output": None,
+            "pid": None,
+        }
+        write_json(os.path.join(job_dir, "status.json"), status)
+        log = open(os.path.join(job_dir, "runner.log"), "ab")
+        try:
+            runner = subprocess.Popen(self.runner_argv + [job_dir], stdin=subprocess.DEVNULL,
+                                      stdout=log, stderr=log, start_new_session=True,
+                                      close_fds=True)
+        finally:
+            log.close()
+        # Reap the runner when it ends so it never lingers as a zombie.
+        threading.Thread(target=runner.wait, daemon=True).start()
+        status["pid"] = runner.pid
+        self._merge_pid(job_dir, runner.pid)
+        return self.status({"job": spec["job"]})
+
+    def _merge_pid(self, job_dir, pid):
+        # type: (str, int) -> None
+        """Record the runner's pid unless the runner already wrote its own status."""
+        path = os.path.join(job_dir, "status.json")
+        current = read_json(path)
+        if current.get("pid") is None:
+            current["pid"] = pid
+            write_json(path, current)
+
+    def _inspect(self, paths):
+        # type: (List[Any]) -> List[Dict[str, Any]]
+        """Check every image before anything starts; report all that are bad."""
+        frames = []  # type: List[Dict[str, Any]]
+        bad = []  # type: List[Dict[str, Any]]
+        for index, path in enumerate(paths):
+            try:
+                files.absolute(path, "images[%d]" % index)
+                info = files.check_image(path)
+            except protocol.AgentError as error:
+                bad.append({"index": index, "path": path if isinstance(path, str) else None,
+                            "code": error.code, "message": error.message})
+                continue
+            frames.append({"path": path, "kind": info.kind, "width": info.width,
+                           "height": info.height, "layout": info.layout})
+        if bad:
+            raise protocol.AgentError(
+                protocol.BAD_IMAGES, bad[0]["message"],
+                {"count": len(bad), "bad": bad[:MAX_REPORTED]})
+        return frames
+
+    # -- inspect and control ---------------------------------------------
+
+    def status(self, args):
+        # type: (Dict[str, Any]) -> Dict[str, Any]
+        job_dir = self.directory(args.get("job"))
+        path = os.path.join(job_dir, "status.json")
+        try:
+            status = read_json(path)
+        except (OSError, ValueError):
+            raise protocol.AgentError(protocol.UNKNOWN_JOB, "Unknown video job.",
+                                      {"job": args.get("job")})
+        if status["status"] not in FINAL and not alive(status.get("pid")):
+            # Re-read: the runner may have finished between the two looks.
+            status = read_json(path)
+            if status["status"] not in FINAL and not alive(status.get("pid")):
+                status = self._finish_abandoned(job_dir, status)
+        return status
+
+    def _finish_abandoned(self, job_dir, status):
+        # type: (str, Dict[str, Any]) -> Dict[str, Any]
+        status.update({"status": "failed", "phase": "done",
+                       "message": "The encoder process ended unexpectedly.",
+                       "eta_seconds": None})
+        status["events"]["completed"] = now()
+        write_json(os.path.join(job_dir, "status.json"), status)
+        remove_temporaries(job_dir)
+        return status
+
+    def cancel(self, args):
+        # type: (Dict[str, Any]) -> Dict[str, Any]
+        status = self.status(args)
+        if status["status"] in FINAL:
+            return status
+        job_dir = self.directory(args.get("job"))
+        pid = status.get("pid")
+        if pid:
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except OSError:
+                pass
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            status = self.status(args)
+            if status["status"] in FINAL:
+                return status
+            time.sleep(0.05)
+        if pid:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        status = read_json(os.path.join(job_dir, "status.json"))
+        status.update({"status": "canceled", "phase": "done", "message": "Canceled.",
+                       "eta_seconds": None})
+        status["events"]["completed"] = now()
+        write_json(os.path.join(job_dir, "status.json"), status)
+        remove_temporaries(job_dir)
+        return status
+
+    def delete(self, args):
+        # type: (Dict[str, Any]) -> Dict[str, Any]
+        status = self.cancel(args)
+        shutil.rmtree(self.directory(args.get("job")), ignore_errors=True)
+        return {"job": status["id"], "deleted": True}
+
+
+def remove_temporaries(job_dir):
+    # type: (str) -> None
+    """Remove the frame links and any partial output of a job that ended."""
+    shutil.rmtree(os.path.join(job_dir, "frames"), ignore_errors=True)
+    for name in os.listdir(job_dir):
+        if name.startswith("partial.") or name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(job_dir, name))
+            except OSError:
+                pass
+
+
+class JobWatcher(object):
+    """Pushes a job event whenever a watched job's status file changes."""
+
+    def __init__(self, store, push, interval=0.2):
+        # type: (JobStore, Callable[[Dict[str, Any]], None], float) -> None
+        self.store = store
+        self.push = push
+        self.interval = interval
+        self._seen = {}  # type: Dict[str, Any]
+        self._lock = threading.Lock()
+        thread = threading.Thread(target=self._run, name="job-watcher", daemon=True)
+        thread.start()
+
+    def watch(self, job_id):
+        # type: (str) -> None
+        with self._lock:
+            self._seen.setdefault(job_id, None)
+
+    def _run(self):
+        # type: () -> None
+        while True:
+            time.sleep(self.interval)
+            with self._lock:
+                watched = list(self._seen.items())
+            for job_id, last in watched:
+                path = os.path.join(self.store.root, job_id, "status.json")
+                try:
+                    info = os.stat(path)
+                    stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+                except OSError:
+                    with self._lock:
+                        self._seen.pop(job_id, None)
+                    continue
+                if stamp == last:
+                    continue
+                try:
+                    status = self.store.status({"job": job_id})
+                except protocol.AgentError:
+                    continue
+                self.push({"event": "job", "data": status})
+                with self._lock:
+                    if status["status"] in FINAL:
+                        self._seen.pop(job_id, None)
+                    else:
+                        self._seen[job_id] = stamp

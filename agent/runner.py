@@ -1,0 +1,171 @@
+"""The detached process that runs one job's ffmpeg and keeps its status file.
+
+Started by the agent in a session of its own (``python3 agent.pyz run-job
+DIR``), so it outlives the agent and the SSH connection.  SIGTERM cancels.
+"""
+
+import os
+import signal
+import subprocess
+import time
+from typing import Any, Dict, List, Optional
+
+from . import ffmpeg, jobs
+
+STDERR_TAIL = 4000
+WRITE_INTERVAL = 0.25
+
+
+class Runner(object):
+    def __init__(self, job_dir):
+        # type: (str) -> None
+        self.job_dir = job_dir
+        self.spec = jobs.read_json(self._path("spec.json"))
+        self.status = jobs.read_json(self._path("status.json"))
+        self.process = None  # type: Optional[subprocess.Popen]
+        self.canceled = False
+        self._last_write = 0.0
+        self._started = time.time()
+
+    def _path(self, name):
+        # type: (str) -> str
+        return os.path.join(self.job_dir, name)
+
+    def _write(self, force=True):
+        # type: (bool) -> None
+        moment = time.time()
+        if force or moment - self._last_write >= WRITE_INTERVAL:
+            jobs.write_json(self._path("status.json"), self.status)
+            self._last_write = moment
+
+    def _on_signal(self, signum, frame):
+        # type: (int, Any) -> None
+        self.canceled = True
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+
+    def run(self):
+        # type: () -> int
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        self.status.update({"status": "running", "phase": "preparing", "pid": os.getpid(),
+                            "message": "Preparing frames."})
+        self.status["events"]["started"] = jobs.now()
+        self._write()
+        try:
+            segments = self._link_frames()
+            if not self.canceled:
+                self._encode(segments)
+        except Exception as error:  # the job must end with a status, whatever happened
+            self._finish("failed", "The job failed: %s" % error)
+        finally:
+            jobs.remove_temporaries(self.job_dir)
+        return 0 if self.status["status"] == "succeeded" else 1
+
+    def _link_frames(self):
+        # type: () -> List[Dict[str, Any]]
+        """Numbered links to the frames, one directory per run of alike frames.
+
+        The image2 demuxer reads a numbered pattern fastest, and it decodes
+        every file of one input with one decoder: a run of frames that share
+        kind, size and pixel layout becomes one input.
+        """
+        root = self._path("frames")
+        os.mkdir(root, 0o700)
+        segments = []  # type: List[Dict[str, Any]]
+        key = None
+        directory = ""
+        number = 0
+        extension = ""
+        for frame in self.spec["frames"]:
+            frame_key = (frame["kind"], frame["width"], frame["height"], frame["layout"])
+            if frame_key != key:
+                key = frame_key
+                directory = os.path.join(root, "s%05d" % len(segments))
+                os.mkdir(directory)
+                extension = "png" if frame["kind"] == "png" else "jpg"
+                segments.append({"pattern": os.path.join(ffmpeg.pattern_escape(directory),
+                                                         "%08d." + extension)})
+                number = 0
+            os.symlink(frame["path"], os.path.join(directory, "%08d.%s" % (number, extension)))
+            number += 1
+        return segments
+
+    def _encode(self, segments):
+        # type: (List[Dict[str, Any]]) -> None
+        spec = self.spec
+        extension = ffmpeg.OUTPUT_EXTENSIONS[spec["content_type"]]
+        partial = self._path("partial." + extension)
+        final = self._path("video." + extension)
+        argv = ffmpeg.encode_argv(spec["ffmpeg"], spec["encoder"], spec["content_type"],
+                                  segments, spec["width"], spec["height"],
+                                  spec["frame_rate"], partial)
+        total = len(spec["frames"])
+        self.status.update({"phase": "encoding", "message": "Encoding."})
+        self._write()
+        with open(self._path("ffmpeg.log"), "wb") as log:
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.PIPE, stderr=log)
+            if self.canceled:
+                self.process.terminate()
+            assert self.process.stdout is not None
+            for raw in self.process.stdout:
+                key, _, value = raw.decode("ascii", "replace").strip().partition("=")
+                if key == "frame" and value.isdigit():
+                    self._progress(int(value), total)
+                elif key == "progress":
+                    self._write(force=value == "end")
+            returncode = self.process.wait()
+        self.status["returncode"] = returncode
+        if self.canceled:
+            self._finish("canceled", "Canceled.")
+        elif returncode != 0:
+            self.status["stderr"] = self._stderr_tail()
+            self._finish("failed", "ffmpeg failed with exit code %d." % returncode)
+        elif self.status["frames_done"] != total:
+            self.status["stderr"] = self._stderr_tail()
+            self._finish("failed", "ffmpeg wrote %d of %d frames."
+                         % (self.status["frames_done"], total))
+        else:
+            os.replace(partial, final)
+            self.status["output"] = {
+                "name": "video",
+                "path": final,
+                "size": os.path.getsize(final),
+                "content_type": spec["content_type"],
+            }
+            self._finish("succeeded", "Video ready.")
+
+    def _progress(self, done, total):
+        # type: (int, int) -> None
+        done = max(0, min(done, total))
+        elapsed = time.time() - self._started
+        self.status["frames_done"] = done
+        self.status["progress"] = round(100.0 * done / total, 1) if total else 0.0
+        self.status["eta_seconds"] = (round(elapsed * (total - done) / done, 1)
+                                      if done else None)
+        self._write(force=False)
+
+    def _stderr_tail(self):
+        # type: () -> str
+        try:
+            with open(self._path("ffmpeg.log"), "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - STDERR_TAIL))
+                return handle.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def _finish(self, state, message):
+        # type: (str, str) -> None
+        self.status.update({"status": state, "phase": "done", "message": message,
+                            "eta_seconds": None})
+        if state == "succeeded":
+            self.status["progress"] = 100.0
+        self.status["events"]["completed"] = jobs.now()
+        self._write()
+
+
+def main(job_dir):
+    # type: (str) -> int
+    return Runner(job_dir).run()

@@ -1,0 +1,183 @@
+"""The agent's request loop: JSON lines in on stdin, responses and events out.
+
+Requests run on a small thread pool, so several can be in flight; responses
+carry the request's id and may arrive in any order.  Job events are pushed
+whenever a job the server asked about changes.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List
+
+from . import PROTOCOL_VERSION, __version__, ffmpeg, files, jobs, protocol
+
+Handler = Callable[[Dict[str, Any]], Dict[str, Any]]
+IMAGE_TYPES = ("image/png", "image/jpeg")
+
+
+class Agent(object):
+    def __init__(self, work_dir, runner_argv, writer):
+        # type: (str, List[str], protocol.LineWriter) -> None
+        self.work_dir = work_dir
+        self.temp_dir = os.path.join(work_dir, "tmp")
+        os.makedirs(self.temp_dir, mode=0o700, exist_ok=True)
+        self.writer = writer
+        self.ffmpeg = ffmpeg.describe(ffmpeg.find_ffmpeg())
+        self.jobs = jobs.JobStore(work_dir, runner_argv, self.ffmpeg)
+        self.watcher = jobs.JobWatcher(self.jobs, writer.send)
+        self.commands = {
+            "ping": lambda args: {"pong": True},
+            "browse": files.browse,
+            "stat": files.stat,
+            "read-image": self.read_image,
+            "release": self.release,
+            "create-video": self.create_video,
+            "video-status": self.watched(self.jobs.status),
+            "cancel-video": self.jobs.cancel,
+            "delete-video": self.jobs.delete,
+        }  # type: Dict[str, Handler]
+
+    def hello(self):
+        # type: () -> Dict[str, Any]
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "agent": __version__,
+            "python": platform.python_version(),
+            "platform": {"system": platform.system(), "machine": platform.machine()},
+            "pid": os.getpid(),
+            "work_dir": self.work_dir,
+            "ffmpeg": self.ffmpeg,
+            "capabilities": {
+                "commands": sorted(self.commands),
+                "encoders": sorted(self.ffmpeg["encoders"]),
+                "content_types": sorted(
+                    content_type for content_type, codec in ffmpeg.CONTENT_TYPE_CODECS.items()
+                    if codec in self.ffmpeg["encoders"]),
+            },
+        }
+
+    def watched(self, handler):
+        # type: (Handler) -> Handler
+        def run(args):
+            # type: (Dict[str, Any]) -> Dict[str, Any]
+            result = handler(args)
+            if result.get("status") not in jobs.FINAL:
+                self.watcher.watch(result["id"])
+            return result
+        return run
+
+    def create_video(self, args):
+        # type: (Dict[str, Any]) -> Dict[str, Any]
+        status = self.jobs.create(args)
+        self.watcher.watch(status["id"])
+        return status
+
+    def read_image(self, args):
+        # type: (Dict[str, Any]) -> Dict[str, Any]
+        """The image itself, or a converted/shrunk copy in the temp dir."""
+        path = files.absolute(args.get("path"))
+        info = files.check_image(path)
+        source_type = "image/png" if info.kind == "png" else "image/jpeg"
+        wanted = args.get("content-type") or source_type
+        if wanted not in IMAGE_TYPES:
+            raise protocol.AgentError(protocol.BAD_REQUEST,
+                                      "content-type must be image/png or image/jpeg.",
+                                      {"field": "content-type"})
+        width, height = fit_within(info.width, info.height, args)
+        size = os.path.getsize(path)
+        if wanted == source_type and (width, height) == (info.width, info.height):
+            return {"path": path, "size": size, "content_type": wanted, "temporary": False,
+                    "width": width, "height": height}
+        ffmpeg.require(self.ffmpeg)
+        handle, output = tempfile.mkstemp(
+            dir=self.temp_dir, suffix=".png" if wanted == "image/png" else ".jpg")
+        os.close(handle)
+        argv = ffmpeg.thumbnail_argv(self.ffmpeg["path"], path, width, height, wanted, output)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        _, err = proc.communicate()
+        if proc.returncode != 0 or os.path.getsize(output) == 0:
+            os.unlink(output)
+            raise protocol.AgentError(protocol.CONVERSION_FAILED,
+                                      "Could not convert %s." % path,
+                                      {"stderr": err.decode("utf-8", "replace")[-2000:]})
+        return {"path": output, "size": os.path.getsize(output), "content_type": wanted,
+                "temporary": True, "width": width, "height": height}
+
+    def release(self, args):
+        # type: (Dict[str, Any]) -> Dict[str, Any]
+        """Delete a temporary file that ``read-image`` made."""
+        path = files.absolute(args.get("path"))
+        if os.path.dirname(os.path.realpath(path)) != os.path.realpath(self.temp_dir):
+            raise protocol.AgentError(protocol.BAD_REQUEST,
+                                      "Only temporary files can be released.",
+                                      {"field": "path"})
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return {"released": True}
+
+    # -- the loop ---------------------------------------------------------
+
+    def serve(self, stdin):
+        # type: (Any) -> None
+        pool = ThreadPoolExecutor(max_workers=8)
+        for raw in iter(stdin.readline, b""):
+            try:
+                request = json.loads(raw.decode("utf-8"))
+                request_id = request["id"]
+            except (ValueError, KeyError, TypeError):
+                sys.stderr.write("framewire-agent: ignoring a malformed request line\n")
+                continue
+            pool.submit(self._answer, request_id, request.get("cmd"),
+                        request.get("args") or {})
+        pool.shutdown(wait=True)
+
+    def _answer(self, request_id, command, args):
+        # type: (Any, Any, Dict[str, Any]) -> None
+        handler = self.commands.get(command) if isinstance(command, str) else None
+        try:
+            if handler is None:
+                raise protocol.AgentError(protocol.UNKNOWN_COMMAND,
+                                          "Unknown command %r." % (command,))
+            if not isinstance(args, dict):
+                raise protocol.AgentError(protocol.BAD_REQUEST, "args must be an object.")
+            result = handler(args)
+            self.writer.send({"id": request_id, "ok": True, "result": result})
+        except protocol.AgentError as error:
+            self.writer.send({"id": request_id, "ok": False, "error": error.to_json()})
+        except Exception as error:  # report, never die: other requests are in flight
+            sys.stderr.write("framewire-agent: %s failed: %r\n" % (command, error))
+            self.writer.send({"id": request_id, "ok": False,
+                              "error": protocol.AgentError(protocol.INTERNAL,
+                                                           "Agent error: %s" % error).to_json()})
+
+
+def fit_within(width, height, args):
+    # type: (int, int, Dict[str, Any]) -> Any
+    """Shrink (never enlarge) to honour max-size, max-width and max-height."""
+    scale = 1.0
+    for key in ("max-size", "max-width", "max-height"):
+        value = args.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise protocol.AgentError(protocol.BAD_REQUEST,
+                                      "%s must be a positive integer." % key, {"field": key})
+        if key == "max-size":
+            current = max(width, height)
+        elif key == "max-width":
+            current = width
+        else:
+            current = height
+        scale = min(scale, float(value) / current)
+    if scale >= 1.0:
+        return width, height
+    return max(1, int(round(width * scale))), max(1, int(round(height * scale)))

@@ -1,0 +1,1 @@
+"""HTTP handlers: decode the request, call a service, write the answer."""

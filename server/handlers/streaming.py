@@ -1,0 +1,91 @@
+"""Send a remote file to the client: real byte ranges, streamed, never buffered."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from tornado.iostream import StreamClosedError
+
+from .. import errors
+from ..sessions import RemoteSession
+from .base import ApiHandler
+
+log = logging.getLogger(__name__)
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive ``(first, last)`` byte of a single range, or None for all.
+
+    Multiple ranges and malformed headers are ignored (RFC 9110 allows a
+    server to answer those with the whole file); an unsatisfiable range
+    raises RangeNotSatisfiable.
+    """
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if match is None:
+        return None
+    first_text, last_text = match.groups()
+    if not first_text and not last_text:
+        return None
+    if not first_text:  # suffix range: the last N bytes
+        length = int(last_text)
+        if length == 0 or size == 0:
+            raise _unsatisfiable(header, size)
+        return max(0, size - length), size - 1
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if last < first:
+        return None
+    if first >= size:
+        raise _unsatisfiable(header, size)
+    return first, min(last, size - 1)
+
+
+def _unsatisfiable(header: str, size: int) -> errors.RangeNotSatisfiable:
+    return errors.RangeNotSatisfiable(
+        "Requested range not satisfiable.",
+        hint=f"The file is {size} bytes; ranges start below {size}.",
+        headers={"Content-Range": f"bytes */{size}"})
+
+
+async def send_remote_file(handler: ApiHandler, session: RemoteSession, path: str,
+                           size: int, content_type: str) -> None:
+    """Answer GET or HEAD with the file at ``path`` on the session's host."""
+    handler.set_header("Accept-Ranges", "bytes")
+    handler.set_header("Content-Type", content_type)
+    selected = parse_range(handler.request.headers.get("Range"), size)
+    if selected is None:
+        first, last = 0, size - 1
+    else:
+        first, last = selected
+        handler.set_status(206)
+        handler.set_header("Content-Range", f"bytes {first}-{last}/{size}")
+    length = last - first + 1 if size else 0
+    handler.set_header("Content-Length", str(length))
+    if handler.request.method == "HEAD" or length == 0:
+        handler.finish()
+        return
+    channel = await session.transport.open_stream(path, first, length)
+    sent = 0
+    try:
+        while sent < length:
+            chunk = await channel.read(min(1 << 20, length - sent))
+            if not chunk:
+                break
+            handler.write(chunk)
+            await handler.flush()
+            sent += len(chunk)
+    except StreamClosedError:
+        return  # the client went away; stop reading
+    finally:
+        channel.close()
+    if sent < length:
+        log.warning("stream of %d bytes ended after %d: %s", length, sent,
+                    (await channel.stderr_tail())[-300:])
+        # Headers are gone already: cut the connection so the client sees it.
+        handler.request.connection.close()  # type: ignore[union-attr]
+        return
+    handler.finish()

@@ -1,0 +1,188 @@
+"""Remote sessions: one transport and one agent per session, with an owner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from . import errors, ssh
+from .agent_client import AgentClient, AgentError
+from .config import Config
+from .transport import LocalTransport, Transport, local_ffmpeg
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_SESSION = "Unknown or expired remote session."
+EventSink = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def iso(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+@dataclass
+class RemoteSession:
+    sid: str
+    owner: str
+    hostname: str
+    port: int
+    username: str
+    transport: Transport
+    agent: AgentClient | None
+    created: float = field(default_factory=time.time)
+    last_access: float = field(default_factory=time.time)
+
+    def require_agent(self) -> AgentClient:
+        if self.agent is None:
+            raise errors.AgentRequired()
+        if not self.agent.running:
+            raise errors.AgentRequired(
+                "Agent required.", hint="The session's agent stopped; create a new session.")
+        return self.agent
+
+    async def request(self, command: str, args: dict[str, Any],
+                      timeout: float | None = 300.0) -> dict[str, Any]:
+        return await self.require_agent().request(command, args, timeout)
+
+    def info(self, idle_timeout: float) -> dict[str, Any]:
+        agent: dict[str, Any] = {"state": "none"}
+        if self.agent is not None:
+            hello = self.agent.hello
+            agent = {
+                "state": "running" if self.agent.running else "stopped",
+                "version": hello.get("agent"),
+                "protocol": hello.get("protocol"),
+                "python": hello.get("python"),
+                "platform": hello.get("platform"),
+                "work_dir": hello.get("work_dir"),
+                "ffmpeg": hello.get("ffmpeg"),
+                "capabilities": hello.get("capabilities"),
+                **self.transport.describe(),
+            }
+        return {
+            "sid": self.sid,
+            "hostname": self.hostname,
+            "port": self.port,
+            "username": self.username,
+            "transport": self.transport.kind,
+            "agent": agent,
+            "created": iso(self.created),
+            "last_access": iso(self.last_access),
+            "expires": iso(self.last_access + idle_timeout),
+        }
+
+
+class SessionManager:
+    def __init__(self, config: Config, on_event: EventSink) -> None:
+        self.config = config
+        self.on_event = on_event
+        self._sessions: dict[str, RemoteSession] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    @property
+    def idle_timeout(self) -> float:
+        return self.config.server.session_idle_timeout
+
+    def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap_forever())
+
+    def is_local(self, hostname: str) -> bool:
+        return self.config.local.enabled and hostname in self.config.local.hostnames
+
+    async def create(self, owner: str, hostname: str, port: int, username: str,
+                     password: str | None, want_agent: bool) -> RemoteSession:
+        transport: Transport
+        if self.is_local(hostname):
+            cache = os.path.join(self.config.server.data_dir, "agent")
+            transport = LocalTransport(cache, local_ffmpeg(self.config.local.ffmpeg),
+                                       self.config.local.work_dir)
+            username = username or os.environ.get("USER", "")
+        else:
+            transport = await ssh.connect(self.config.ssh, hostname, port, username, password)
+        sid = secrets.token_hex(16)
+        agent = None
+        if want_agent:
+            try:
+                agent = await self._start_agent(sid, transport)
+            except BaseException:
+                await transport.close()
+                raise
+        session = RemoteSession(sid, owner, hostname, port, username, transport, agent)
+        self._sessions[sid] = session
+        log.info("session %s… opened: %s@%s (%s)", sid[:6], username, hostname,
+                 transport.kind)
+        return session
+
+    async def _start_agent(self, sid: str, transport: Transport) -> AgentClient:
+        nonce = secrets.token_hex(8)
+        channel = await transport.start_agent(nonce)
+
+        async def forward(message: dict[str, Any]) -> None:
+            await self.on_event(sid, message)
+
+        agent = AgentClient(channel, forward)
+        await agent.start(nonce, self.config.ssh.agent_start_timeout)
+        return agent
+
+    def get(self, owner: str, sid: str) -> RemoteSession:
+        """The caller's live session ``sid``; 404 for anything else."""
+        session = self._sessions.get(sid)
+        if session is None or session.owner != owner or self._expired(session):
+            raise errors.NotFound(UNKNOWN_SESSION,
+                                  hint="Create a new session with POST /remotes.")
+        session.last_access = time.time()
+        return session
+
+    def _expired(self, session: RemoteSession) -> bool:
+        return time.time() - session.last_access > self.idle_timeout
+
+    async def delete(self, owner: str, sid: str) -> None:
+        session = self.get(owner, sid)
+        await self._close(session)
+
+    async def _close(self, session: RemoteSession) -> None:
+        self._sessions.pop(session.sid, None)
+        if session.agent is not None:
+            await session.agent.close()
+        await session.transport.close()
+        log.info("session %s… closed", session.sid[:6])
+
+    async def _reap_forever(self) -> None:
+        interval = max(1.0, min(30.0, self.idle_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            for session in [s for s in self._sessions.values() if self._expired(s)]:
+                try:
+                    await self._close(session)
+                except Exception:
+                    log.exception("closing expired session failed")
+
+    async def close_all(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for session in list(self._sessions.values()):
+            await self._close(session)
+
+
+def agent_error(error: AgentError) -> errors.FramewireError:
+    """The domain error for an error answer of the agent."""
+    details = error.agent_details
+    hint = details.get("hint") if isinstance(details.get("hint"), str) else None
+    code = error.code
+    if code in ("not-found", "is-directory", "access-denied", "not-an-image"):
+        return errors.RemotePathError(error.message, code=code, hint=hint)
+    if code in ("no-ffmpeg", "no-encoder"):
+        return errors.RemoteSetupError(error.message, code=code, hint=hint)
+    if code == "bad-request":
+        field_name = details.get("field")
+        if isinstance(field_name, str):
+            return errors.ValidationError(field_name, error.message)
+        return errors.BadRequest(error.message)
+    if code == "unknown-job":
+        return errors.NotFound("Unknown video.")
+    return errors.RemoteFailure(error.message, code=code, hint=hint)
