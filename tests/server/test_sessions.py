@@ -1,0 +1,88 @@
+"""Sessions: agent upload on first connect, reuse, key login, the local transport."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from server import bundle
+from tests.fixtures import SSHD, LiveServer, probe, solid_frames
+
+
+def connect(server: LiveServer, sshd: SSHD, **fields: object) -> dict:
+    body = {"hostname": "127.0.0.1", "port": sshd.port, "username": sshd.user,
+            "password": sshd.password, **fields}
+    response = server.post_json("/remotes", body)
+    assert response.status_code == 200, response.headers.get("X-Slycat-Message")
+    sid = response.json()["sid"]
+    assert response.headers["Location"] == f"/remotes/{sid}"
+    return server.request("GET", f"/remotes/{sid}").json()
+
+
+def test_agent_is_uploaded_once_then_reused(server: LiveServer, sshd: SSHD) -> None:
+    cache = sshd.home / ".cache" / "framewire"
+    shutil.rmtree(cache, ignore_errors=True)
+    first = connect(server, sshd)
+    agent_file = cache / bundle.build().filename
+    assert first["agent"]["uploaded"] is True
+    assert first["agent"]["state"] == "running"
+    assert agent_file.is_file()
+    assert agent_file.read_bytes() == bundle.build().data
+    assert str(agent_file.stat().st_uid) == sshd.as_user("id", "-u").stdout.strip()
+    stamp = (agent_file.stat().st_ino, agent_file.stat().st_mtime_ns)
+    second = connect(server, sshd)
+    assert second["agent"]["uploaded"] is False
+    assert second["agent"]["state"] == "running"
+    assert (agent_file.stat().st_ino, agent_file.stat().st_mtime_ns) == stamp
+    assert [p.name for p in cache.glob("agent-*")] == [agent_file.name]
+
+
+def test_bundle_is_content_hashed_and_reproducible() -> None:
+    built = bundle.build()
+    bundle.build.cache_clear()
+    again = bundle.build()
+    assert again.data == built.data
+    assert again.filename == f"agent-{again.digest[:20]}.pyz"
+
+
+def test_key_login_with_server_configured_key(server: LiveServer, sshd: SSHD) -> None:
+    response = server.post_json("/remotes", {"hostname": "127.0.0.1", "port": sshd.port,
+                                             "username": sshd.user, "agent": None})
+    assert response.status_code == 200, response.headers.get("X-Slycat-Message")
+    info = server.request("GET", f"/remotes/{response.json()['sid']}").json()
+    assert info["agent"]["state"] == "running" and info["username"] == sshd.user
+
+
+def test_key_login_without_configured_key_is_403(make_server: Callable[..., LiveServer],
+                                                 sshd: SSHD) -> None:
+    server = make_server(ssh={"known_hosts": str(sshd.known_hosts)})
+    response = server.post_json("/remotes", {"hostname": "127.0.0.1", "port": sshd.port,
+                                             "username": sshd.user})
+    assert response.status_code == 403
+    assert response.headers["X-Slycat-Message"] == "Remote authentication failed."
+
+
+def test_local_transport_for_localhost(make_server: Callable[..., LiveServer],
+                                       images: Path, tmp_path: Path) -> None:
+    server = make_server()
+    response = server.post_json("/remotes", {"hostname": "localhost"})
+    assert response.status_code == 200
+    sid = response.json()["sid"]
+    info = server.request("GET", f"/remotes/{sid}").json()
+    assert info["transport"] == "local" and info["agent"]["state"] == "running"
+    paths = solid_frames(images, [(255, 0, 0), (0, 255, 0), (0, 0, 255)] * 4)
+    vsid = server.post_json(f"/remotes/{sid}/videos",
+                            {"content-type": "video/webm", "images": paths}).json()["sid"]
+    assert server.wait_video(sid, vsid)["status"] == "succeeded"
+    out = tmp_path / "local.webm"
+    out.write_bytes(server.request("GET", f"/remotes/{sid}/videos/{vsid}").content)
+    info = probe(out)
+    assert info["codec"] == "vp9" and info["frames"] == 12
+
+
+def test_local_transport_can_be_turned_off(make_server: Callable[..., LiveServer]) -> None:
+    server = make_server(local={"enabled": False})
+    response = server.post_json("/remotes", {"hostname": "localhost", "username": "x",
+                                             "password": "y", "port": 1})
+    assert response.status_code == 502  # it is then an ordinary SSH host: nothing listens
