@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-from typing import Any, Dict, List, Optional, Sequence
 
 from . import protocol
 

@@ -6,7 +6,6 @@ import mimetypes
 import os
 import re
 import stat as stat_module
-from typing import Any, Dict, List, Optional
 
 from . import images, protocol
 
@@ -46,7 +45,7 @@ def readable_file(path):
     try:
         info = os.stat(path)
     except OSError as error:
-        raise path_error(path, error)
+        raise path_error(path, error) from None
     if stat_module.S_ISDIR(info.st_mode):
         raise protocol.AgentError(protocol.IS_DIRECTORY, "Can't read directory: %s" % path,
                                   {"path": path})
@@ -70,7 +69,7 @@ def stat(args):
     try:
         info = os.stat(path)
     except OSError as error:
-        raise path_error(path, error)
+        raise path_error(path, error) from None
     is_dir = stat_module.S_ISDIR(info.st_mode)
     mime = None if is_dir else mimetypes.guess_type(path)[0]
     return {
@@ -96,7 +95,7 @@ def _compile(args, key):
     except re.error as error:
         raise protocol.AgentError(protocol.BAD_REQUEST,
                                   "%s is not a valid regular expression: %s" % (key, error),
-                                  {"field": key})
+                                  {"field": key}) from None
 
 
 def _kept(path, reject, allow):
@@ -115,7 +114,7 @@ def browse(args):
     try:
         info = os.stat(path)
     except OSError as error:
-        raise path_error(path, error)
+        raise path_error(path, error) from None
     if not stat_module.S_ISDIR(info.st_mode):
         # Slycat answers a file path with that file alone.
         entries = [(os.path.basename(path), path)]
@@ -124,7 +123,7 @@ def browse(args):
         try:
             names = os.listdir(path)
         except OSError as error:
-            raise path_error(path, error)
+            raise path_error(path, error) from None
         entries = [(name, os.path.join(path, name)) for name in names]
 
     rows = []  # type: List[Any]
@@ -160,7 +159,7 @@ def check_image(path):
     try:
         info = images.sniff(path)
     except OSError as error:
-        raise path_error(path, error)
+        raise path_error(path, error) from None
     if info is None:
         raise protocol.AgentError(protocol.NOT_AN_IMAGE, "Not a PNG or JPEG image: %s" % path,
                                   {"path": path})

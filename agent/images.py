@@ -1,7 +1,7 @@
 """Recognise PNG and JPEG files from their headers, without decoding them."""
 
 import struct
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 ImageInfo = NamedTuple("ImageInfo", [
     ("kind", str),        # "png" or "jpeg"

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
 
 from . import ffmpeg, files, protocol
 
@@ -115,7 +114,7 @@ class JobStore(object):
             os.mkdir(job_dir, 0o700)
         except FileExistsError:
             raise protocol.AgentError(protocol.JOB_EXISTS, "Job %s already exists."
-                                      % spec["job"], {"field": "job"})
+                                      % spec["job"], {"field": "job"}) from None
         write_json(os.path.join(job_dir, "spec.json"), spec)
         status = {
             "id": spec["job"],
@@ -187,7 +186,7 @@ class JobStore(object):
             status = read_json(path)
         except (OSError, ValueError):
             raise protocol.AgentError(protocol.UNKNOWN_JOB, "Unknown video job.",
-                                      {"job": args.get("job")})
+                                      {"job": args.get("job")}) from None
         if status["status"] not in FINAL and not alive(status.get("pid")):
             # Re-read: the runner may have finished between the two looks.
             status = read_json(path)

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import time
-from typing import Any, Dict, List, Optional
 
 from . import ffmpeg, jobs
 

@@ -11,9 +11,8 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict
 
 from . import PROTOCOL_VERSION, __version__, ffmpeg, files, jobs, protocol
 

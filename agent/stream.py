@@ -8,7 +8,6 @@ appears on a command line, so no shell can see it.
 import json
 import os
 import sys
-from typing import Any, Dict
 
 CHUNK = 1 << 20
 
@@ -50,7 +49,7 @@ def _sendfile(fd, out, offset, remaining):
             sent = os.sendfile(out, fd, offset, min(remaining, CHUNK * 8))
         except OSError:
             if sent_any:
-                raise BrokenPipeError()
+                raise BrokenPipeError() from None
             raise
         if sent == 0:
             return

@@ -8,7 +8,8 @@ import logging
 import signal
 import sys
 
-from . import __version__, config as config_module
+from . import __version__
+from . import config as config_module
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,7 +91,8 @@ async def _drive(config: config_module.Config, paths: list[str], out_dir: Path,
             response = await client.fetch(request)
         except HTTPClientError as error:
             message = error.response.headers.get("X-Slycat-Message") if error.response else ""
-            raise SystemExit(f"framewire demo: {method} {path} failed: {error.code} {message}")
+            raise SystemExit(
+                f"framewire demo: {method} {path} failed: {error.code} {message}") from None
         return json.loads(response.body) if response.body else None
 
     started = time.monotonic()
@@ -112,9 +113,12 @@ async def _drive(config: config_module.Config, paths: list[str], out_dir: Path,
     extension = "mp4" if content_type == "video/mp4" else "webm"
     target = out_dir / f"demo.{extension}"
     with open(target, "wb") as handle:
+
+        def write(chunk: bytes) -> None:
+            handle.write(chunk)
+
         await client.fetch(HTTPRequest(f"{base}/remotes/{sid}/videos/{vsid}", headers=headers,
-                                       streaming_callback=lambda chunk: (handle.write(chunk), None)[1],
-                                       request_timeout=600))
+                                       streaming_callback=write, request_timeout=600))
     await call("DELETE", f"/remotes/{sid}")
     elapsed = time.monotonic() - started
     print(f"\nframewire demo: wrote {target} ({target.stat().st_size} bytes, "

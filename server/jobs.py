@@ -95,7 +95,9 @@ class JobStore:
             "SELECT * FROM jobs WHERE vsid = ?", (vsid,)).fetchone())
         if row is None:
             return None
-        return JobRecord(*row[:8], json.loads(row[8]), row[9], row[10])  # type: ignore[misc]
+        vsid, sid, owner, hostname, username, content_type, frames, state = row[:8]
+        return JobRecord(vsid, sid, owner, hostname, username, content_type, frames, state,
+                         json.loads(row[8]), row[9], row[10])
 
     async def update(self, vsid: str, status: dict[str, Any]) -> None:
         await self._run(lambda db: db.execute(

@@ -124,7 +124,7 @@ MaxStartups 64
             break
         except OSError:
             if time.monotonic() > deadline:
-                raise RuntimeError("sshd did not start listening")
+                raise RuntimeError("sshd did not start listening") from None
             time.sleep(0.05)
     public = (state / "ssh_host_ed25519_key.pub").read_text().split()
     known_hosts = state / "known_hosts"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from server.handlers.streaming import parse_range
 from server import errors
+from server.handlers.streaming import parse_range
 from tests.fixtures import LiveServer, solid_frames
 
 

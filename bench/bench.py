@@ -1,0 +1,524 @@
+#!/usr/bin/env python3
+"""framewire against the raw tools, on loopback: encode time and download throughput.
+
+Run as root from the repository root: ``python3 bench/bench.py [--quick]``.
+See bench/README.md for what is measured and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import pwd
+import re
+import select
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+
+import frames  # noqa: E402  (bench/frames.py)
+from agent.ffmpeg import encode_argv  # noqa: E402
+from tests import fixtures  # noqa: E402
+
+ENCODE_TARGET = 1.05     # framewire wall time / raw ffmpeg wall time, at most
+DOWNLOAD_TARGET = 0.80   # framewire throughput / ssh cat throughput, at least
+CIPHER = "aes128-gcm@openssh.com"  # framewire's first choice (server/config.py)
+CONTENT_TYPE = "video/mp4"
+ENCODER = "libx264"
+FRAME_RATE = "25"
+POLL_INTERVAL = 0.1
+CHUNK = 1 << 20
+RESULTS = HERE / "results" / "latest.json"
+FINAL = ("succeeded", "failed", "canceled", "expired")
+_SSH_KEX = re.compile(r"kex: server->client cipher: (\S+) MAC: (\S+) compression: (\S+)")
+
+QUICK = {"frames": 30, "size": "640x360", "download_mb": 20, "repeat": 1}
+FULL = {"frames": 300, "size": "1920x1080", "download_mb": 200, "repeat": 3}
+
+
+class BenchError(Exception):
+    """The benchmark could not measure something; the message says what."""
+
+
+# -- the remote side: sshd and the test user ------------------------------------
+
+
+def start_sshd(state: Path) -> fixtures.SSHD:
+    """tests.fixtures.start_sshd, without disturbing a test run that shares fwtest.
+
+    start_sshd resets fwtest's password and replaces its authorized_keys; a
+    pytest session running at the same time logs in with the password and
+    key it set.  Keep an existing password, and keep the keys already there.
+    """
+    original = fixtures.ensure_user
+
+    def keep_password(name: str, password: str) -> pwd.struct_passwd:
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            return original(name, password)
+
+    keys = fixtures_authorized_keys()
+    before = keys.read_text() if keys.exists() else ""
+    fixtures.ensure_user = keep_password  # type: ignore[assignment]
+    try:
+        sshd = fixtures.start_sshd(state)
+    finally:
+        fixtures.ensure_user = original  # type: ignore[assignment]
+    authorize(sshd, extra=before)
+    return sshd
+
+
+def fixtures_authorized_keys() -> Path:
+    return Path(pwd.getpwnam(fixtures.TEST_USER).pw_dir) / ".ssh" / "authorized_keys" \
+        if _user_exists() else Path("/nonexistent")
+
+
+def _user_exists() -> bool:
+    try:
+        pwd.getpwnam(fixtures.TEST_USER)
+        return True
+    except KeyError:
+        return False
+
+
+def _client_key_line(sshd: fixtures.SSHD) -> str:
+    return Path(str(sshd.client_key) + ".pub").read_text().strip()
+
+
+def authorize(sshd: fixtures.SSHD, extra: str = "") -> None:
+    """Make sure the bench's client key is authorized (a test run may have replaced it)."""
+    keys = sshd.home / ".ssh" / "authorized_keys"
+    current = keys.read_text() if keys.exists() else ""
+    lines = [line for line in (current + "\n" + extra).splitlines() if line.strip()]
+    mine = _client_key_line(sshd)
+    if mine in lines and not extra:
+        return
+    wanted = list(dict.fromkeys(lines + [mine]))
+    temp = keys.with_name(f"authorized_keys.bench-{os.getpid()}")
+    temp.write_text("\n".join(wanted) + "\n")
+    user = pwd.getpwnam(sshd.user)
+    os.chown(temp, user.pw_uid, user.pw_gid)
+    os.chmod(temp, 0o600)
+    os.replace(temp, keys)
+
+
+def unauthorize(sshd: fixtures.SSHD) -> None:
+    """Remove only the bench's own key line again."""
+    keys = sshd.home / ".ssh" / "authorized_keys"
+    if not keys.exists():
+        return
+    mine = _client_key_line(sshd)
+    lines = keys.read_text().splitlines()
+    if mine not in lines:
+        return
+    temp = keys.with_name(f"authorized_keys.bench-{os.getpid()}")
+    temp.write_text("".join(line + "\n" for line in lines if line != mine))
+    user = pwd.getpwnam(sshd.user)
+    os.chown(temp, user.pw_uid, user.pw_gid)
+    os.chmod(temp, 0o600)
+    os.replace(temp, keys)
+
+
+# -- the framewire side: the live server in a child process ---------------------
+
+
+class ServerProcess:
+    """bench/live_server.py: LiveServer in its own process, so no GIL is shared."""
+
+    def __init__(self, data_dir: Path, sshd: fixtures.SSHD) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.log = data_dir / "server.log"
+        self._stderr = open(data_dir / "server.stderr", "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "live_server.py"), "--data-dir", str(data_dir),
+             "--known-hosts", str(sshd.known_hosts), "--client-key", str(sshd.client_key)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            cwd=str(ROOT))
+        hello = self._read(timeout=60)
+        self.url: str = hello["url"]
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {hello['token']}"
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            raise BenchError("the framewire server process did not answer; see "
+                             f"{self.log} and {self._stderr.name}")
+        return json.loads(line)
+
+    def command(self, text: str) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(text + "\n")
+        self.process.stdin.flush()
+        return self._read(timeout=15)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", (10, 120))
+        return self.http.request(method, self.url + path, **kwargs)
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.process.stdin is not None:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._stderr.close()
+
+
+def expect(response: requests.Response, status: int, what: str) -> requests.Response:
+    if response.status_code != status:
+        raise BenchError(f"{what}: HTTP {response.status_code} "
+                         f"{response.headers.get('X-Slycat-Message', '')} "
+                         f"{response.headers.get('X-Slycat-Hint', '')}".rstrip())
+    return response
+
+
+def open_session(server: ServerProcess, sshd: fixtures.SSHD) -> str:
+    """POST /remotes with the fixture's client key (no password): the agent is uploaded."""
+    response = server.request("POST", "/remotes", json={
+        "hostname": "127.0.0.1", "port": sshd.port, "username": sshd.user, "agent": None})
+    return str(expect(response, 200, "POST /remotes").json()["sid"])
+
+
+def stream_to(response: requests.Response, sink: Any, deadline: float) -> int:
+    """Copy a streamed response body into ``sink`` (or count it if None); bytes copied."""
+    total = 0
+    for chunk in response.iter_content(chunk_size=CHUNK):
+        if sink is not None:
+            sink.write(chunk)
+        total += len(chunk)
+        if time.monotonic() > deadline:
+            raise BenchError("download exceeded the time limit")
+    return total
+
+
+# -- the measurements -----------------------------------------------------------
+
+
+def framewire_encode(server: ServerProcess, sid: str, images: list[str], out: Path,
+                     timeout: float) -> dict[str, Any]:
+    """POST the job, poll its status every POLL_INTERVAL, download the video to ``out``."""
+    deadline = time.monotonic() + timeout
+    start = time.perf_counter()
+    response = expect(server.request("POST", f"/remotes/{sid}/videos", json={
+        "content-type": CONTENT_TYPE, "images": images, "frame-rate": FRAME_RATE}),
+        202, "POST /remotes/(sid)/videos")
+    vsid = response.json()["sid"]
+    posted = time.perf_counter()
+    polls = 0
+    while True:
+        time.sleep(POLL_INTERVAL)
+        polls += 1
+        status = expect(server.request("GET", f"/remotes/{sid}/videos/{vsid}/status"),
+                        200, "GET video status").json()
+        if status["status"] in FINAL:
+            break
+        if time.monotonic() > deadline:
+            raise BenchError(f"video not finished within {timeout:.0f} s: {status}")
+    if status["status"] != "succeeded":
+        raise BenchError(f"framewire encode {status['status']}: {status.get('message')} "
+                         f"{status.get('stderr', '')[-500:]}")
+    ready = time.perf_counter()
+    with server.request("GET", f"/remotes/{sid}/videos/{vsid}", stream=True) as video:
+        expect(video, 200, "GET video")
+        with open(out, "wb") as sink:
+            size = stream_to(video, sink, deadline)
+        expected = int(video.headers["Content-Length"])
+    end = time.perf_counter()
+    if size != expected:
+        raise BenchError(f"video download short: {size} of {expected} bytes")
+    expect(server.request("DELETE", f"/remotes/{sid}/videos/{vsid}"), 204, "DELETE video")
+    return {"seconds": end - start, "post": posted - start, "until_ready": ready - start,
+            "download": end - ready, "polls": polls, "bytes": size}
+
+
+def raw_command(frame_dir: Path, width: int, height: int, out: Path,
+                as_user: str | None) -> list[str]:
+    """The agent's own ffmpeg command (agent.ffmpeg.encode_argv) over the same frames."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise BenchError("ffmpeg is not on PATH")
+    segment = {"pattern": str(frame_dir / frames.PATTERN)}
+    argv = encode_argv(ffmpeg, ENCODER, CONTENT_TYPE, [segment], width, height, FRAME_RATE,
+                       str(out))
+    return ["runuser", "-u", as_user, "--", *argv] if as_user else argv
+
+
+def raw_encode(argv: list[str], out: Path, timeout: float) -> dict[str, Any]:
+    start = time.perf_counter()
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, timeout=timeout)
+    end = time.perf_counter()
+    if done.returncode != 0:
+        raise BenchError(f"raw ffmpeg failed ({done.returncode}): "
+                         f"{done.stderr.decode(errors='replace')[-500:]}")
+    return {"seconds": end - start, "bytes": out.stat().st_size}
+
+
+def framewire_download(server: ServerProcess, sid: str, path: Path, size: int,
+                       timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    start = time.perf_counter()
+    with server.request("GET", f"/remotes/{sid}/file{path}", stream=True) as response:
+        expect(response, 200, "GET /remotes/(sid)/file")
+        got = stream_to(response, None, deadline)
+    end = time.perf_counter()
+    if got != size:
+        raise BenchError(f"framewire download short: {got} of {size} bytes")
+    return {"seconds": end - start, "bytes": got}
+
+
+def ssh_base(sshd: fixtures.SSHD, *options: str) -> list[str]:
+    """The OpenSSH client, the fixture's key and known_hosts, no user config."""
+    return ["ssh", "-F", "/dev/null", "-p", str(sshd.port), "-i", str(sshd.client_key),
+            "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
+            "-o", f"UserKnownHostsFile={sshd.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            "-c", CIPHER, *options]
+
+
+def ssh_cat(argv: list[str], size: int, timeout: float,
+            sshd: fixtures.SSHD) -> dict[str, Any]:
+    """Run ``ssh … cat FILE > /dev/null``; its wall time, bytes counted by a pipe-less sink."""
+    authorize(sshd)
+    start = time.perf_counter()
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, timeout=timeout)
+    end = time.perf_counter()
+    if done.returncode != 0:
+        raise BenchError(f"{shlex.join(argv)} failed ({done.returncode}): "
+                         f"{done.stderr.decode(errors='replace')[-500:]}")
+    return {"seconds": end - start, "bytes": size, "stderr": done.stderr.decode(errors="replace")}
+
+
+class ControlMaster:
+    """An established OpenSSH connection that `ssh -S` reuses, as framewire reuses its own."""
+
+    def __init__(self, sshd: fixtures.SSHD, socket_path: Path) -> None:
+        self.sshd = sshd
+        self.socket = socket_path
+        self.target = f"{sshd.user}@127.0.0.1"
+        authorize(sshd)
+        self.process = subprocess.Popen(
+            ssh_base(sshd, "-o", "ControlMaster=yes", "-o", f"ControlPath={socket_path}",
+                     "-o", "ControlPersist=no", "-N", self.target),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while not socket_path.exists():
+            if self.process.poll() is not None:
+                raise BenchError("ssh ControlMaster exited: " + (
+                    self.process.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
+                    if self.process.stderr else ""))
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BenchError("ssh ControlMaster did not come up")
+            time.sleep(0.05)
+
+    def cat(self, path: Path) -> list[str]:
+        return ["ssh", "-F", "/dev/null", "-o", f"ControlPath={self.socket}",
+                "-o", "ControlMaster=no", "-p", str(self.sshd.port), self.target,
+                "cat", shlex.quote(str(path))]
+
+    def stop(self) -> None:
+        subprocess.run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={self.socket}",
+                        "-O", "exit", self.target], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=15)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            self.process.wait(10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+def probe_video(path: Path) -> dict[str, Any]:
+    """Codec, size and frame count from the container (no decoding)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "stream=codec_name,width,height,nb_frames,pix_fmt", "-of", "json",
+                          str(path)], capture_output=True, text=True, timeout=60).stdout
+    stream = (json.loads(out or "{}").get("streams") or [{}])[0]
+    return {"codec": stream.get("codec_name"), "pix_fmt": stream.get("pix_fmt"),
+            "width": stream.get("width"), "height": stream.get("height"),
+            "frames": int(stream.get("nb_frames") or 0),
+            "size": path.stat().st_size, "sha256": sha256(path)}
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def alternate(repeat: int, first: Callable[[], None], second: Callable[[], None]) -> None:
+    """Run both ``repeat`` times, swapping which goes first, so drift hits both alike."""
+    for index in range(repeat):
+        for run in ((first, second) if index % 2 == 0 else (second, first)):
+            run()
+
+
+# -- the report -----------------------------------------------------------------
+
+
+def median(runs: list[dict[str, Any]], key: str = "seconds") -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def mib_s(size: int, seconds: float) -> float:
+    return size / (1 << 20) / seconds
+
+
+def verdict(value: float, target: float, at_most: bool) -> str:
+    return "PASS" if (value <= target if at_most else value >= target) else "MISS"
+
+
+def row(label: str, values: list[str], last: str) -> str:
+    return f"  {label:<40}" + "".join(f"{value:>10}" for value in values) + f"{last:>12}"
+
+
+def report(results: dict[str, Any]) -> str:
+    params = results["parameters"]
+    env = results["environment"]
+    encode = results["encode"]
+    download = results["download"]
+    repeat = params["repeat"]
+    runs = [f"run {index + 1}" for index in range(repeat)]
+    lines = [
+        "framewire benchmark (loopback, 127.0.0.1)",
+        f"  machine: {env['cpus']} CPUs, {env['python']}, {env['ffmpeg']}, {env['ssh']}, "
+        f"asyncssh {env['asyncssh']}",
+        f"  frames: {params['frames']} x {params['size']} PNG in {encode['frame_dir']} "
+        f"({encode['frame_bytes'] / 1e6:.0f} MB, {'cached' if encode['frames_cached'] else 'generated now'})",
+        f"  raw ffmpeg runs as: {encode['raw_user']} "
+        f"({'runuser -u ' + encode['raw_user'] + ' --' if encode['raw_user'] != 'root' else 'directly'}),"
+        " same argv as the agent (agent.ffmpeg.encode_argv)",
+        f"  ssh client cipher: {download['ssh_cipher']} (passed explicitly with -c {CIPHER}); "
+        f"framewire/asyncssh negotiated: {download['framewire_cipher']}",
+        f"  warm-up: 1 untimed run of every measurement first; medians of {repeat} "
+        "timed run(s), order alternated",
+        "",
+        row("ENCODE, wall seconds", runs, "median"),
+    ]
+    fw = encode["framewire"]["runs"]
+    lines.append(row("framewire POST -> video file written",
+                     [f"{run['seconds']:.2f}" for run in fw], f"{median(fw):.2f}"))
+    lines.append(row("  of which until status succeeded",
+                     [f"{run['until_ready']:.2f}" for run in fw], f"{median(fw, 'until_ready'):.2f}"))
+    lines.append(row("  of which video download",
+                     [f"{run['download']:.2f}" for run in fw], f"{median(fw, 'download'):.2f}"))
+    raw = encode["raw"]["runs"]
+    lines.append(row("raw ffmpeg", [f"{run['seconds']:.2f}" for run in raw],
+                     f"{median(raw):.2f}"))
+    check = encode["outputs"]
+    lines.append(f"  outputs: framewire {check['framewire']['codec']} "
+                 f"{check['framewire']['width']}x{check['framewire']['height']} "
+                 f"{check['framewire']['frames']} frames {check['framewire']['size']} B; raw "
+                 f"{check['raw']['frames']} frames {check['raw']['size']} B; "
+                 f"identical bytes: {'yes' if check['identical'] else 'no'}")
+    lines.append("")
+    size_mib = download["bytes"] / (1 << 20)
+    lines.append(row(f"DOWNLOAD {size_mib:.0f} MiB, seconds", runs, "median"))
+    for key, label in (("framewire", "framewire GET /remotes/(sid)/file"),
+                       ("ssh_cat", "ssh cat (new connection)"),
+                       ("ssh_cat_mux", "ssh cat (ControlMaster connection)")):
+        measured = download[key]["runs"]
+        lines.append(row(label, [f"{run['seconds']:.3f}" for run in measured],
+                         f"{median(measured):.3f}"))
+        lines.append(row("  MiB/s", [f"{mib_s(run['bytes'], run['seconds']):.0f}"
+                                     for run in measured],
+                         f"{mib_s(download['bytes'], median(measured)):.0f}"))
+    lines.append("")
+    lines.append(f"  {'RESULT':<52}{'value':>8}{'target':>10}{'':>3}verdict")
+    for item in results["ratios"]:
+        sign = "<=" if item["at_most"] else ">="
+        lines.append(f"  {item['label']:<52}{item['value']:>8.3f}{sign:>6} {item['target']:<4.2f}"
+                     f"{'':>2}{item['verdict']}{' (informational)' if item['informational'] else ''}")
+    return "\n".join(lines)
+
+
+# -- the run --------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, help="frames to encode (300; --quick 30)")
+    parser.add_argument("--size", help="frame size WxH (1920x1080; --quick 640x360)")
+    parser.add_argument("--download-mb", type=int, help="MiB to download (200; --quick 20)")
+    parser.add_argument("--repeat", type=int, help="timed repetitions (3; --quick 1)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: 30 frames 640x360, 20 MiB, 1 repetition")
+    parser.add_argument("--raw-as-root", action="store_true",
+                        help="run the raw ffmpeg as root instead of as the test user")
+    parser.add_argument("--timeout", type=float, default=1200.0,
+                        help="seconds allowed for any one measured operation (1200)")
+    parser.add_argument("--output", type=Path, default=RESULTS,
+                        help=f"where to write the JSON results ({RESULTS.relative_to(ROOT)})")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the run's state directory (server log, sshd log)")
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    match = re.fullmatch(r"(\d+)x(\d+)", args.size)
+    if not match:
+        parser.error("--size must look like 1920x1080")
+    args.width, args.height = int(match.group(1)), int(match.group(2))
+    if args.width % 2 or args.height % 2:
+        parser.error("--size must be even in both directions (the agent evens it)")
+    for name in ("frames", "download_mb", "repeat"):
+        if not 1 <= getattr(args, name) <= 100_000:
+            parser.error(f"--{name.replace('_', '-')} must be from 1 to 100000")
+    return args
+
+
+def tool_version(argv: list[str], stderr: bool = False) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (done.stderr if stderr else done.stdout).strip().splitlines()
+    return text[0] if text else "unknown"
+
+
+def environment() -> dict[str, Any]:
+    import asyncssh
+
+    ffmpeg = tool_version(["ffmpeg", "-hide_banner", "-version"])
+    return {"cpus": os.cpu_count(), "python": f"Python {platform.python_version()}",
+            "ffmpeg": " ".join(ffmpeg.split()[:3]),
+            "ssh": tool_version(["ssh", "-V"], stderr=True).split(",")[0],
+            "asyncssh": asyncssh.__version__, "machine": platform.machine(),
+            "kernel": platform.release()}
+
