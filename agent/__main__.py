@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 import zipfile
+from typing import List, Optional  # noqa: F401 (type comments)
 
 from . import protocol
 

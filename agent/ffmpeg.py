@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from typing import Any, Dict, List, Optional, Sequence  # noqa: F401 (type comments)
 
 from . import protocol
 

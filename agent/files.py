@@ -6,6 +6,7 @@ import mimetypes
 import os
 import re
 import stat as stat_module
+from typing import Any, Dict, List, Optional  # noqa: F401 (type comments)
 
 from . import images, protocol
 

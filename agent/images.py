@@ -1,7 +1,7 @@
 """Recognise PNG and JPEG files from their headers, without decoding them."""
 
 import struct
-from typing import NamedTuple
+from typing import NamedTuple, Optional  # noqa: F401 (type comments)
 
 ImageInfo = NamedTuple("ImageInfo", [
     ("kind", str),        # "png" or "jpeg"

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+from typing import Any, Callable, Dict, List, Optional  # noqa: F401 (type comments)
 
 from . import ffmpeg, files, protocol
 

@@ -7,6 +7,7 @@ agent reports carries one of the codes below; the server maps them to HTTP.
 import json
 import sys
 import threading
+from typing import Any, Dict, Optional  # noqa: F401 (type comments)
 
 # The agent prints this (followed by a space and the nonce it was started
 # with) before anything else, so junk printed by login scripts is skipped.

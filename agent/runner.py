@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from typing import Any, Dict, List, Optional  # noqa: F401 (type comments)
 
 from . import ffmpeg, jobs
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List  # noqa: F401 (type comments)
 
 from . import PROTOCOL_VERSION, __version__, ffmpeg, files, jobs, protocol
 

@@ -8,6 +8,7 @@ appears on a command line, so no shell can see it.
 import json
 import os
 import sys
+from typing import Any, Dict  # noqa: F401 (type comments)
 
 CHUNK = 1 << 20
 
