@@ -279,3 +279,16 @@ def test_file_errors(server: LiveServer, remote: str, images: Path) -> None:
     browse = server.post_json(f"/remotes/{remote}/browse{images}/nowhere", {})
     assert browse.status_code == 400
     assert browse.headers["X-Slycat-Message"] == f"File not found: {images}/nowhere"
+
+
+def test_error_headers_stay_one_printable_line(server: LiveServer, remote: str,
+                                               images: Path) -> None:
+    """A bad path with a newline and non-ASCII: escaped in the header, exact in the body."""
+    hostile = str(images / "gone\nwith ünïcode.png")
+    response = server.post_json(f"/remotes/{remote}/videos",
+                                {"content-type": "video/mp4", "images": [hostile]})
+    assert response.status_code == 400
+    header = response.headers["X-Slycat-Message"]
+    assert "\n" not in header and header.isascii()
+    assert header == "File not found: " + str(images) + "/gone\\nwith \\u00fcn\\u00efcode.png"
+    assert response.json()["errors"][0]["meta"]["path"] == hostile
