@@ -54,7 +54,9 @@ class Runner(object):
         self._write()
         try:
             segments = self._link_frames()
-            if not self.canceled:
+            if self.canceled:
+                self._finish("canceled", "Canceled.")
+            else:
                 self._encode(segments)
         except Exception as error:  # the job must end with a status, whatever happened
             self._finish("failed", "The job failed: %s" % error)

@@ -11,6 +11,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List  # noqa: F401 (type comments)
 
@@ -18,6 +19,20 @@ from . import PROTOCOL_VERSION, __version__, ffmpeg, files, jobs, protocol
 
 Handler = Callable[[Dict[str, Any]], Dict[str, Any]]
 IMAGE_TYPES = ("image/png", "image/jpeg")
+TEMP_MAX_AGE = 3600.0
+
+
+def sweep(directory, max_age):
+    # type: (str, float) -> None
+    """Remove temporaries an earlier agent left behind (e.g. its link dropped)."""
+    limit = time.time() - max_age
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        try:
+            if os.lstat(path).st_mtime < limit:
+                os.unlink(path)
+        except OSError:
+            pass
 
 
 class Agent(object):
@@ -26,6 +41,7 @@ class Agent(object):
         self.work_dir = work_dir
         self.temp_dir = os.path.join(work_dir, "tmp")
         os.makedirs(self.temp_dir, mode=0o700, exist_ok=True)
+        sweep(self.temp_dir, TEMP_MAX_AGE)
         self.writer = writer
         self.ffmpeg = ffmpeg.describe(ffmpeg.find_ffmpeg())
         self.jobs = jobs.JobStore(work_dir, runner_argv, self.ffmpeg)

@@ -23,8 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -33,9 +34,10 @@ if str(ROOT) not in sys.path:
 
 import requests  # noqa: E402
 
-import frames  # noqa: E402  (bench/frames.py)
 from agent.ffmpeg import encode_argv  # noqa: E402
 from tests import fixtures  # noqa: E402
+
+import frames  # noqa: E402,I001  (bench/frames.py, beside this script)
 
 ENCODE_TARGET = 1.05     # framewire wall time / raw ffmpeg wall time, at most
 DOWNLOAD_TARGET = 0.80   # framewire throughput / ssh cat throughput, at least
@@ -75,8 +77,11 @@ def start_sshd(state: Path) -> fixtures.SSHD:
         except KeyError:
             return original(name, password)
 
-    keys = fixtures_authorized_keys()
-    before = keys.read_text() if keys.exists() else ""
+    try:
+        keys = Path(pwd.getpwnam(fixtures.TEST_USER).pw_dir) / ".ssh" / "authorized_keys"
+        before = keys.read_text() if keys.exists() else ""
+    except KeyError:
+        before = ""
     fixtures.ensure_user = keep_password  # type: ignore[assignment]
     try:
         sshd = fixtures.start_sshd(state)
@@ -86,51 +91,37 @@ def start_sshd(state: Path) -> fixtures.SSHD:
     return sshd
 
 
-def fixtures_authorized_keys() -> Path:
-    return Path(pwd.getpwnam(fixtures.TEST_USER).pw_dir) / ".ssh" / "authorized_keys" \
-        if _user_exists() else Path("/nonexistent")
-
-
-def _user_exists() -> bool:
-    try:
-        pwd.getpwnam(fixtures.TEST_USER)
-        return True
-    except KeyError:
-        return False
-
-
 def _client_key_line(sshd: fixtures.SSHD) -> str:
     return Path(str(sshd.client_key) + ".pub").read_text().strip()
 
 
 def authorize(sshd: fixtures.SSHD, extra: str = "") -> None:
     """Make sure the bench's client key is authorized (a test run may have replaced it)."""
-    keys = sshd.home / ".ssh" / "authorized_keys"
-    current = keys.read_text() if keys.exists() else ""
-    lines = [line for line in (current + "\n" + extra).splitlines() if line.strip()]
+    lines = _authorized_lines(sshd) + extra.splitlines()
     mine = _client_key_line(sshd)
-    if mine in lines and not extra:
-        return
-    wanted = list(dict.fromkeys(lines + [mine]))
-    temp = keys.with_name(f"authorized_keys.bench-{os.getpid()}")
-    temp.write_text("\n".join(wanted) + "\n")
-    user = pwd.getpwnam(sshd.user)
-    os.chown(temp, user.pw_uid, user.pw_gid)
-    os.chmod(temp, 0o600)
-    os.replace(temp, keys)
+    if mine not in lines or extra:
+        _write_authorized(sshd, lines + [mine])
 
 
 def unauthorize(sshd: fixtures.SSHD) -> None:
     """Remove only the bench's own key line again."""
-    keys = sshd.home / ".ssh" / "authorized_keys"
-    if not keys.exists():
-        return
+    lines = _authorized_lines(sshd)
     mine = _client_key_line(sshd)
-    lines = keys.read_text().splitlines()
-    if mine not in lines:
-        return
+    if mine in lines:
+        _write_authorized(sshd, [line for line in lines if line != mine])
+
+
+def _authorized_lines(sshd: fixtures.SSHD) -> list[str]:
+    keys = sshd.home / ".ssh" / "authorized_keys"
+    text = keys.read_text() if keys.exists() else ""
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _write_authorized(sshd: fixtures.SSHD, lines: list[str]) -> None:
+    """Replace authorized_keys atomically, so a concurrent login never sees it half written."""
+    keys = sshd.home / ".ssh" / "authorized_keys"
     temp = keys.with_name(f"authorized_keys.bench-{os.getpid()}")
-    temp.write_text("".join(line + "\n" for line in lines if line != mine))
+    temp.write_text("".join(line + "\n" for line in dict.fromkeys(lines)))
     user = pwd.getpwnam(sshd.user)
     os.chown(temp, user.pw_uid, user.pw_gid)
     os.chmod(temp, 0o600)
@@ -210,16 +201,22 @@ def open_session(server: ServerProcess, sshd: fixtures.SSHD) -> str:
     return str(expect(response, 200, "POST /remotes").json()["sid"])
 
 
-def stream_to(response: requests.Response, sink: Any, deadline: float) -> int:
-    """Copy a streamed response body into ``sink`` (or count it if None); bytes copied."""
+def stream_to(response: requests.Response, sink: Any, deadline: float) -> tuple[int, float]:
+    """Copy a streamed body into ``sink`` (or only count it if None).
+
+    Returns the bytes copied and the perf_counter time the first of them arrived.
+    """
     total = 0
+    first = 0.0
     for chunk in response.iter_content(chunk_size=CHUNK):
+        if not first:
+            first = time.perf_counter()
         if sink is not None:
             sink.write(chunk)
         total += len(chunk)
         if time.monotonic() > deadline:
             raise BenchError("download exceeded the time limit")
-    return total
+    return total, first or time.perf_counter()
 
 
 # -- the measurements -----------------------------------------------------------
@@ -247,12 +244,12 @@ def framewire_encode(server: ServerProcess, sid: str, images: list[str], out: Pa
             raise BenchError(f"video not finished within {timeout:.0f} s: {status}")
     if status["status"] != "succeeded":
         raise BenchError(f"framewire encode {status['status']}: {status.get('message')} "
-                         f"{status.get('stderr', '')[-500:]}")
+                         f"{(status.get('stderr') or '')[-500:]}")
     ready = time.perf_counter()
     with server.request("GET", f"/remotes/{sid}/videos/{vsid}", stream=True) as video:
         expect(video, 200, "GET video")
         with open(out, "wb") as sink:
-            size = stream_to(video, sink, deadline)
+            size, _ = stream_to(video, sink, deadline)
         expected = int(video.headers["Content-Length"])
     end = time.perf_counter()
     if size != expected:
@@ -291,11 +288,11 @@ def framewire_download(server: ServerProcess, sid: str, path: Path, size: int,
     start = time.perf_counter()
     with server.request("GET", f"/remotes/{sid}/file{path}", stream=True) as response:
         expect(response, 200, "GET /remotes/(sid)/file")
-        got = stream_to(response, None, deadline)
+        got, first = stream_to(response, None, deadline)
     end = time.perf_counter()
     if got != size:
         raise BenchError(f"framewire download short: {got} of {size} bytes")
-    return {"seconds": end - start, "bytes": got}
+    return {"seconds": end - start, "first_byte": first - start, "bytes": got}
 
 
 def ssh_base(sshd: fixtures.SSHD, *options: str) -> list[str]:
@@ -308,7 +305,7 @@ def ssh_base(sshd: fixtures.SSHD, *options: str) -> list[str]:
 
 def ssh_cat(argv: list[str], size: int, timeout: float,
             sshd: fixtures.SSHD) -> dict[str, Any]:
-    """Run ``ssh … cat FILE > /dev/null``; its wall time, bytes counted by a pipe-less sink."""
+    """Run ``ssh … cat FILE > /dev/null`` (exit 0: cat sent the whole file); its wall time."""
     authorize(sshd)
     start = time.perf_counter()
     done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -381,11 +378,12 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def alternate(repeat: int, first: Callable[[], None], second: Callable[[], None]) -> None:
-    """Run both ``repeat`` times, swapping which goes first, so drift hits both alike."""
+def interleave(repeat: int, *measurements: Callable[[], None]) -> None:
+    """Run each measurement ``repeat`` times, rotating which goes first, so drift hits all."""
     for index in range(repeat):
-        for run in ((first, second) if index % 2 == 0 else (second, first)):
-            run()
+        shift = index % len(measurements)
+        for measure in measurements[shift:] + measurements[:shift]:
+            measure()
 
 
 # -- the report -----------------------------------------------------------------
@@ -407,63 +405,65 @@ def row(label: str, values: list[str], last: str) -> str:
     return f"  {label:<40}" + "".join(f"{value:>10}" for value in values) + f"{last:>12}"
 
 
+def seconds_row(label: str, runs: list[dict[str, Any]], key: str = "seconds",
+                digits: int = 2) -> str:
+    return row(label, [f"{run[key]:.{digits}f}" for run in runs],
+               f"{median(runs, key):.{digits}f}")
+
+
 def report(results: dict[str, Any]) -> str:
     params = results["parameters"]
     env = results["environment"]
     encode = results["encode"]
     download = results["download"]
-    repeat = params["repeat"]
-    runs = [f"run {index + 1}" for index in range(repeat)]
+    runs = [f"run {index + 1}" for index in range(params["repeat"])]
+    raw_user = encode["raw_user"]
+    how = "directly" if raw_user == "root" else f"runuser -u {raw_user} --"
+    cached = "cached" if encode["frames_cached"] else "generated now"
+    fw_out, raw_out = encode["outputs"]["framewire"], encode["outputs"]["raw"]
+    same = "yes" if encode["outputs"]["identical"] else "no"
     lines = [
         "framewire benchmark (loopback, 127.0.0.1)",
         f"  machine: {env['cpus']} CPUs, {env['python']}, {env['ffmpeg']}, {env['ssh']}, "
         f"asyncssh {env['asyncssh']}",
         f"  frames: {params['frames']} x {params['size']} PNG in {encode['frame_dir']} "
-        f"({encode['frame_bytes'] / 1e6:.0f} MB, {'cached' if encode['frames_cached'] else 'generated now'})",
-        f"  raw ffmpeg runs as: {encode['raw_user']} "
-        f"({'runuser -u ' + encode['raw_user'] + ' --' if encode['raw_user'] != 'root' else 'directly'}),"
-        " same argv as the agent (agent.ffmpeg.encode_argv)",
-        f"  ssh client cipher: {download['ssh_cipher']} (passed explicitly with -c {CIPHER}); "
-        f"framewire/asyncssh negotiated: {download['framewire_cipher']}",
-        f"  warm-up: 1 untimed run of every measurement first; medians of {repeat} "
-        "timed run(s), order alternated",
+        f"({encode['frame_bytes'] / 1e6:.0f} MB, {cached})",
+        f"  raw ffmpeg runs as {raw_user} ({how}), with the agent's argv "
+        "(agent.ffmpeg.encode_argv)",
+        f"  ssh client cipher: {download['ssh_cipher']} (passed explicitly: -c {CIPHER})",
+        f"  framewire (asyncssh) negotiated: {download['framewire_cipher']}",
+        f"  warm-up: one untimed run of each measurement first; then {params['repeat']} "
+        "timed run(s) each, order rotated; medians",
         "",
         row("ENCODE, wall seconds", runs, "median"),
+        seconds_row("framewire: POST -> video file written", encode["framewire"]["runs"]),
+        seconds_row("  of which until status succeeded", encode["framewire"]["runs"],
+                    "until_ready"),
+        seconds_row("  of which downloading the video", encode["framewire"]["runs"],
+                    "download"),
+        seconds_row("raw ffmpeg", encode["raw"]["runs"]),
+        f"  outputs: framewire {fw_out['codec']} {fw_out['width']}x{fw_out['height']} "
+        f"{fw_out['frames']} frames {fw_out['size']} B, raw {raw_out['frames']} frames "
+        f"{raw_out['size']} B, identical bytes: {same}",
+        "",
+        row(f"DOWNLOAD {download['bytes'] / (1 << 20):.0f} MiB, wall seconds", runs, "median"),
     ]
-    fw = encode["framewire"]["runs"]
-    lines.append(row("framewire POST -> video file written",
-                     [f"{run['seconds']:.2f}" for run in fw], f"{median(fw):.2f}"))
-    lines.append(row("  of which until status succeeded",
-                     [f"{run['until_ready']:.2f}" for run in fw], f"{median(fw, 'until_ready'):.2f}"))
-    lines.append(row("  of which video download",
-                     [f"{run['download']:.2f}" for run in fw], f"{median(fw, 'download'):.2f}"))
-    raw = encode["raw"]["runs"]
-    lines.append(row("raw ffmpeg", [f"{run['seconds']:.2f}" for run in raw],
-                     f"{median(raw):.2f}"))
-    check = encode["outputs"]
-    lines.append(f"  outputs: framewire {check['framewire']['codec']} "
-                 f"{check['framewire']['width']}x{check['framewire']['height']} "
-                 f"{check['framewire']['frames']} frames {check['framewire']['size']} B; raw "
-                 f"{check['raw']['frames']} frames {check['raw']['size']} B; "
-                 f"identical bytes: {'yes' if check['identical'] else 'no'}")
-    lines.append("")
-    size_mib = download["bytes"] / (1 << 20)
-    lines.append(row(f"DOWNLOAD {size_mib:.0f} MiB, seconds", runs, "median"))
-    for key, label in (("framewire", "framewire GET /remotes/(sid)/file"),
+    for key, label in (("framewire", "framewire: GET /remotes/(sid)/file"),
                        ("ssh_cat", "ssh cat (new connection)"),
                        ("ssh_cat_mux", "ssh cat (ControlMaster connection)")):
         measured = download[key]["runs"]
-        lines.append(row(label, [f"{run['seconds']:.3f}" for run in measured],
-                         f"{median(measured):.3f}"))
+        lines.append(seconds_row(label, measured, digits=3))
+        if key == "framewire":
+            lines.append(seconds_row("  of which until the first byte", measured,
+                                     "first_byte", digits=3))
         lines.append(row("  MiB/s", [f"{mib_s(run['bytes'], run['seconds']):.0f}"
-                                     for run in measured],
-                         f"{mib_s(download['bytes'], median(measured)):.0f}"))
-    lines.append("")
-    lines.append(f"  {'RESULT':<52}{'value':>8}{'target':>10}{'':>3}verdict")
+                                     for run in measured], f"{download[key]['mib_s']:.0f}"))
+    lines += ["", f"  {'RESULT':<52}{'value':>8}  {'target':<9}verdict"]
     for item in results["ratios"]:
-        sign = "<=" if item["at_most"] else ">="
-        lines.append(f"  {item['label']:<52}{item['value']:>8.3f}{sign:>6} {item['target']:<4.2f}"
-                     f"{'':>2}{item['verdict']}{' (informational)' if item['informational'] else ''}")
+        target = ("<= " if item["at_most"] else ">= ") + f"{item['target']:.2f}"
+        note = " (informational)" if item["informational"] else ""
+        lines.append(f"  {item['label']:<52}{item['value']:>8.3f}  {target:<9}"
+                     f"{item['verdict']}{note}")
     return "\n".join(lines)
 
 
@@ -497,9 +497,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.width, args.height = int(match.group(1)), int(match.group(2))
     if args.width % 2 or args.height % 2:
         parser.error("--size must be even in both directions (the agent evens it)")
-    for name in ("frames", "download_mb", "repeat"):
-        if not 1 <= getattr(args, name) <= 100_000:
-            parser.error(f"--{name.replace('_', '-')} must be from 1 to 100000")
+    for name, most in (("frames", 100_000), ("download_mb", 16_384), ("repeat", 50)):
+        if not 1 <= getattr(args, name) <= most:
+            parser.error(f"--{name.replace('_', '-')} must be from 1 to {most}")
     return args
 
 
@@ -522,3 +522,206 @@ def environment() -> dict[str, Any]:
             "asyncssh": asyncssh.__version__, "machine": platform.machine(),
             "kernel": platform.release()}
 
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if os.geteuid() != 0:
+        raise BenchError("run as root: the benchmark starts a real sshd and uses the local "
+                         f"test user {fixtures.TEST_USER}, like the SSH tests")
+    env = environment()
+    print(f"preparing {args.frames} frames of {args.size} and {args.download_mb} MiB of random "
+          f"bytes under {frames.CACHE} ...", flush=True)
+    frame_dir, frames_cached = frames.frame_sequence(args.frames, args.width, args.height,
+                                                     timeout=args.timeout)
+    images = frames.frame_paths(frame_dir, args.frames)
+    blob, _ = frames.random_file(args.download_mb)
+    size = blob.stat().st_size
+    raw_user = "root" if args.raw_as_root else fixtures.TEST_USER
+
+    state = Path(tempfile.mkdtemp(prefix="run-", dir=frames.CACHE))
+    sshd: fixtures.SSHD | None = None
+    server: ServerProcess | None = None
+    master: ControlMaster | None = None
+    try:
+        sshd = start_sshd(state / "sshd")
+        server = ServerProcess(state / "server", sshd)
+        authorize(sshd)  # a test run starting meanwhile may have replaced the keys
+        sid = open_session(server, sshd)
+        algorithms = server.command(f"ssh-algorithms {sid}")
+
+        # -- encode: the same frames, the same ffmpeg argv ------------------------
+        client_dir = state / "client"
+        client_dir.mkdir()
+        fw_video = client_dir / "framewire.mp4"
+        raw_dir = state / "raw"
+        frames.readable_dir(state, 0o711)  # the test user may pass through, not list
+        raw_dir.mkdir(mode=0o700)
+        if raw_user != "root":
+            user = pwd.getpwnam(raw_user)
+            os.chown(raw_dir, user.pw_uid, user.pw_gid)
+        raw_video = raw_dir / "raw.mp4"
+        raw_argv = raw_command(frame_dir, args.width, args.height, raw_video,
+                               None if raw_user == "root" else raw_user)
+        encode_runs: dict[str, list[dict[str, Any]]] = {"framewire": [], "raw": []}
+
+        def encode_framewire(record: bool = True) -> None:
+            result = framewire_encode(server, sid, images, fw_video, args.timeout)
+            if record:
+                encode_runs["framewire"].append(result)
+            progress("framewire encode", result, record)
+
+        def encode_raw(record: bool = True) -> None:
+            if raw_video.exists():
+                raw_video.unlink()
+            result = raw_encode(raw_argv, raw_video, args.timeout)
+            if record:
+                encode_runs["raw"].append(result)
+            progress("raw ffmpeg encode", result, record)
+
+        encode_framewire(record=False)
+        encode_raw(record=False)
+        interleave(args.repeat, encode_framewire, encode_raw)
+        outputs = {"framewire": probe_video(fw_video), "raw": probe_video(raw_video)}
+        identical = outputs["framewire"]["sha256"] == outputs["raw"]["sha256"]
+        for name, info in outputs.items():
+            if info["frames"] != args.frames:
+                raise BenchError(f"the {name} video has {info['frames']} frames, "
+                                 f"not {args.frames}: the comparison would be unfair")
+
+        # -- download: the same file, framewire against ssh cat --------------------
+        target = f"{sshd.user}@127.0.0.1"
+        cat_argv = ssh_base(sshd, target, "cat", shlex.quote(str(blob)))
+        download_runs: dict[str, list[dict[str, Any]]] = {
+            "framewire": [], "ssh_cat": [], "ssh_cat_mux": []}
+
+        def download_framewire(record: bool = True) -> None:
+            result = framewire_download(server, sid, blob, size, args.timeout)
+            if record:
+                download_runs["framewire"].append(result)
+            progress("framewire download", result, record)
+
+        def download_ssh(record: bool = True) -> None:
+            result = ssh_cat(cat_argv, size, args.timeout, sshd)
+            result.pop("stderr")
+            if record:
+                download_runs["ssh_cat"].append(result)
+            progress("ssh cat", result, record)
+
+        def download_mux(record: bool = True) -> None:
+            assert master is not None
+            result = ssh_cat(master.cat(blob), size, args.timeout, sshd)
+            result.pop("stderr")
+            if record:
+                download_runs["ssh_cat_mux"].append(result)
+            progress("ssh cat (ControlMaster)", result, record)
+
+        # Warm-up; the verbose ssh run says which cipher OpenSSH negotiated.
+        download_framewire(record=False)
+        verbose = ssh_cat(ssh_base(sshd, "-v", target, "cat", shlex.quote(str(blob))),
+                          size, args.timeout, sshd)
+        progress("ssh cat -v", verbose, False)
+        kex = _SSH_KEX.search(verbose["stderr"])
+        ssh_cipher = f"{kex.group(1)} MAC {kex.group(2)} compression {kex.group(3)}" \
+            if kex else "unknown"
+        master = ControlMaster(sshd, state / "cm.sock")
+        download_mux(record=False)
+        interleave(args.repeat, download_framewire, download_ssh, download_mux)
+    finally:
+        if master is not None:
+            master.stop()
+        if server is not None:
+            server.stop()
+        if sshd is not None:
+            unauthorize(sshd)
+            sshd.process.terminate()
+            try:
+                sshd.process.wait(10)
+            except subprocess.TimeoutExpired:
+                sshd.process.kill()
+                sshd.process.wait(10)
+        if args.keep:
+            print(f"kept {state}")
+        else:
+            shutil.rmtree(state, ignore_errors=True)
+
+    fw_cipher = "unknown"
+    if "recv_cipher" in algorithms:
+        fw_cipher = (f"{algorithms['recv_cipher']} MAC {algorithms['recv_mac']} "
+                     f"compression {algorithms['recv_compression']}")
+    encode_ratio = median(encode_runs["framewire"]) / median(encode_runs["raw"])
+    download_ratio = median(download_runs["ssh_cat"]) / median(download_runs["framewire"])
+    strict_ratio = median(download_runs["ssh_cat_mux"]) / median(download_runs["framewire"])
+    ratios = [
+        {"name": "encode", "label": "encode: framewire time / raw ffmpeg time",
+         "value": encode_ratio, "target": ENCODE_TARGET, "at_most": True,
+         "informational": False},
+        {"name": "download", "label": "download: framewire MiB/s / ssh cat MiB/s",
+         "value": download_ratio, "target": DOWNLOAD_TARGET, "at_most": False,
+         "informational": False},
+        {"name": "download_vs_established",
+         "label": "download: framewire / ssh cat on ControlMaster",
+         "value": strict_ratio, "target": DOWNLOAD_TARGET, "at_most": False,
+         "informational": True},
+    ]
+    for item in ratios:
+        item["verdict"] = verdict(item["value"], item["target"], item["at_most"])
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "parameters": {"frames": args.frames, "size": args.size,
+                       "download_mib": args.download_mb, "repeat": args.repeat,
+                       "quick": args.quick, "poll_interval": POLL_INTERVAL,
+                       "content_type": CONTENT_TYPE, "encoder": ENCODER,
+                       "frame_rate": FRAME_RATE},
+        "environment": env,
+        "encode": {
+            "frame_dir": str(frame_dir), "frames_cached": frames_cached,
+            "frame_bytes": sum(os.path.getsize(path) for path in images),
+            "raw_user": raw_user, "raw_argv": raw_argv,
+            "framewire": {"runs": encode_runs["framewire"],
+                          "median": median(encode_runs["framewire"])},
+            "raw": {"runs": encode_runs["raw"], "median": median(encode_runs["raw"])},
+            "outputs": {**outputs, "identical": identical},
+        },
+        "download": {
+            "file": str(blob), "bytes": size, "ssh_cipher": ssh_cipher,
+            "framewire_cipher": fw_cipher, "framewire_algorithms": algorithms,
+            "ssh_argv": cat_argv,
+            **{key: {"runs": runs, "median": median(runs),
+                     "mib_s": mib_s(size, median(runs))}
+               for key, runs in download_runs.items()},
+        },
+        "ratios": ratios,
+    }
+
+
+def progress(what: str, result: dict[str, Any], record: bool) -> None:
+    label = "timed" if record else "warm-up"
+    print(f"  {label:<8}{what:<28}{result['seconds']:8.3f} s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        results = run(args)
+    except (BenchError, subprocess.TimeoutExpired, requests.RequestException) as error:
+        print(f"bench: {error}", file=sys.stderr)
+        if not args.keep:
+            print("bench: rerun with --keep to keep the server and sshd logs", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print()
+    print(report(results))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nresults written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -59,7 +59,7 @@ def draw_frame(index: int, count: int, width: int, height: int, path: str) -> in
                                   fill=(240, 200, 40), outline=(20, 20, 20),
                                   width=max(1, radius // 10))
     noisy = []
-    for channel, tile in zip(image.split(), _noise_tiles(width, height)):
+    for channel, tile in zip(image.split(), _noise_tiles(width, height), strict=True):
         dx = (index * 37 + 11 * len(noisy)) % NOISE_MARGIN
         dy = (index * 53 + 29 * len(noisy)) % NOISE_MARGIN
         noise = tile.crop((dx, dy, dx + width, dy + height))

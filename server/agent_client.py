@@ -77,7 +77,7 @@ class AgentClient:
                                hint=f"The agent did not answer within {timeout:.0f} s.") from None
         if junk:
             log.info("skipped %d line(s) of login output before the agent marker", len(junk))
-        self.hello = json.loads(line)["hello"]
+        self.hello = _parse_hello(line)
         self._reader = asyncio.create_task(self._read_loop())
         return self.hello
 
@@ -149,6 +149,24 @@ class AgentClient:
                 await self._reader
             except (asyncio.CancelledError, Exception):
                 pass
+
+
+PROTOCOL_VERSION = 1
+
+
+def _parse_hello(line: bytes) -> dict[str, Any]:
+    try:
+        hello = json.loads(line)["hello"]
+    except (ValueError, KeyError, TypeError):
+        raise AgentStopped("Agent startup failed.",
+                           hint="The agent's first message was not a hello.") from None
+    if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL_VERSION:
+        spoken = hello.get("protocol") if isinstance(hello, dict) else None
+        raise AgentStopped(
+            "Agent startup failed.",
+            hint=f"The agent speaks protocol {spoken}, the server {PROTOCOL_VERSION}; "
+                 "remove ~/.cache/framewire/agent-*.pyz on the remote host.")
+    return hello
 
 
 def _startup_hint(junk: list[bytes], stderr: str) -> str:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
-import secrets
 import sys
 from pathlib import Path
 from typing import Any
 
 import tornado.web
 
+from . import errors
+from .auth import COOKIE, SINGLE_USER
 from .config import Config
 from .handlers import files, remotes, videos
+from .handlers.base import ApiHandler
 from .services import Services
 
 access_log = logging.getLogger("framewire.access")
@@ -42,6 +45,33 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
                    redact(handler.request.uri or ""), 1000.0 * handler.request.request_time())
 
 
+class NoRoute(ApiHandler):
+    """Unknown URLs get the same JSON error body as every other failure."""
+
+    async def prepare(self) -> None:
+        raise errors.NotFound("No such endpoint.", code="no-route",
+                              hint="See docs/api.md for the endpoints.")
+
+
+class IndexHandler(tornado.web.StaticFileHandler):
+    """The start page; ``/?token=T`` (the URL ``framewire serve`` prints) logs a browser in."""
+
+    def initialize(self, path: str, default_filename: str | None = None,  # type: ignore[override]
+                   services: Services | None = None) -> None:
+        super().initialize(path, default_filename)
+        assert services is not None
+        self.services = services
+
+    async def get(self, path: str, include_body: bool = True) -> None:
+        token = self.get_query_argument("token", None)
+        if token is not None and self.services.auth.check(token):
+            self.set_signed_cookie(COOKIE, SINGLE_USER, httponly=True, samesite="Strict",
+                                   secure=self.request.protocol == "https")
+            self.redirect("/")
+            return
+        await super().get(path, include_body)
+
+
 def make_app(config: Config, services: Services | None = None) -> tornado.web.Application:
     services = services or Services.build(config)
     api: dict[str, Any] = {"services": services}
@@ -50,12 +80,16 @@ def make_app(config: Config, services: Services | None = None) -> tornado.web.Ap
         for pattern, handler in (*remotes.routes, *files.routes, *videos.routes)
     ]
     web = str(web_root())
-    routes.append((r"/()", tornado.web.StaticFileHandler,
-                   {"path": web, "default_filename": "index.html"}))
+    routes.append((r"/()", IndexHandler, {"path": web, "default_filename": "index.html",
+                                          "services": services}))
     routes.append((r"/web/(.*)", tornado.web.StaticFileHandler, {"path": web}))
     app = tornado.web.Application(
         routes,
-        cookie_secret=secrets.token_bytes(32),
+        default_handler_class=NoRoute,
+        default_handler_args=api,
+        # Derived from the token: cookies survive a restart, die with a new token.
+        cookie_secret=hashlib.sha256(b"framewire-cookie:" + config.server.token.encode()
+                                     ).hexdigest(),
         log_function=log_request,
         serve_traceback=config.server.debug,
         debug=False,

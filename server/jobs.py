@@ -201,7 +201,7 @@ class VideoService:
     async def _record(self, session: RemoteSession, vsid: str) -> JobRecord:
         record = await self.store.get(vsid)
         if record is None or record.sid != session.sid or record.owner != session.owner:
-            raise errors.NotFound(UNKNOWN_VIDEO, hint="Check the video id.")
+            raise errors.NotFound(UNKNOWN_VIDEO, code="unknown-video", hint="Check the video id.")
         return record
 
     async def status(self, session: RemoteSession, vsid: str) -> dict[str, Any]:
@@ -219,9 +219,7 @@ class VideoService:
         """The finished video's remote path, size and content type; 409 until then."""
         status = await self.status(session, vsid)
         if not status["ready"]:
-            raise errors.VideoNotReady(
-                NOT_READY, hint=f"The video is {status['status']} "
-                f"({status['progress']:.0f}%); poll its status until ready is true.")
+            raise errors.VideoNotReady(NOT_READY, hint=_not_ready_hint(status))
         record = await self._record(session, vsid)
         output = record.status["output"]
         return {"path": output["path"], "size": output["size"],
@@ -248,6 +246,18 @@ class VideoService:
             record = await self.store.get(vsid)
             if record is not None and record.sid == sid:
                 await self.store.update(vsid, data)
+
+
+def _not_ready_hint(status: dict[str, Any]) -> str:
+    state = status["status"]
+    if state == "failed":
+        return f"The video failed and will not be ready: {status['message']}"
+    if state == "canceled":
+        return "The video was canceled and will not be ready; create it again."
+    if state == "expired":
+        return "The video was deleted; create it again."
+    return (f"The video is {state} ({status['progress']:.0f}%); "
+            "poll its status until ready is true.")
 
 
 def _bad_images(error: AgentError) -> errors.BadImages:

@@ -133,7 +133,7 @@ class SessionManager:
         """The caller's live session ``sid``; 404 for anything else."""
         session = self._sessions.get(sid)
         if session is None or session.owner != owner or self._expired(session):
-            raise errors.NotFound(UNKNOWN_SESSION,
+            raise errors.NotFound(UNKNOWN_SESSION, code="unknown-session",
                                   hint="Create a new session with POST /remotes.")
         session.last_access = time.time()
         return session
@@ -184,5 +184,5 @@ def agent_error(error: AgentError) -> errors.FramewireError:
             return errors.ValidationError(field_name, error.message)
         return errors.BadRequest(error.message)
     if code == "unknown-job":
-        return errors.NotFound("Unknown video.")
+        return errors.NotFound("Unknown video.", code="unknown-video")
     return errors.RemoteFailure(error.message, code=code, hint=hint)

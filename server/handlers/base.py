@@ -9,7 +9,7 @@ from typing import Any
 import tornado.web
 
 from .. import errors
-from ..auth import COOKIE, TokenAuthenticator
+from ..auth import COOKIE, SINGLE_USER, TokenAuthenticator
 from ..services import Services
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,9 @@ class ApiHandler(tornado.web.RequestHandler):
             return user
         token = self.get_query_argument("token", None)
         if token is not None and self.auth.check(token):
-            self.set_signed_cookie(COOKIE, "owner", httponly=True, samesite="Strict",
+            self.set_signed_cookie(COOKIE, SINGLE_USER, httponly=True, samesite="Strict",
                                    secure=self.request.protocol == "https")
-            return "owner"
+            return SINGLE_USER
         cookie = self.get_signed_cookie(COOKIE, max_age_days=30)
         return cookie.decode() if cookie else None
 

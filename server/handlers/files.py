@@ -68,7 +68,7 @@ class ImageHandler(ApiHandler):
             value = self.get_query_argument(key, None)
             if value is None:
                 continue
-            if not value.isdigit() or int(value) < 1:
+            if not (value.isascii() and value.isdigit()) or int(value) < 1:
                 raise errors.ValidationError(key, f"{key} must be a positive integer.")
             args[key] = int(value)
         image = await ask(session, "read-image", args)
@@ -79,8 +79,10 @@ class ImageHandler(ApiHandler):
             if image.get("temporary"):
                 try:
                     await session.request("release", {"path": image["path"]}, timeout=30)
-                except Exception:  # the temp dir is cleaned with the session's work dir
+                except Exception:  # the agent sweeps stale temporaries when it starts
                     pass
+
+    head = get
 
 
 PATH = r"(/.*)"

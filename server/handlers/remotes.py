@@ -30,7 +30,7 @@ class RemotesHandler(ApiHandler):
         username = _text(body, "username", required=not local) or ""
         password = _text(body, "password", required=False)
         port = body.get("port", 22)
-        if isinstance(port, str) and port.isdigit():
+        if isinstance(port, str) and port.isascii() and port.isdigit():
             port = int(port)
         if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
             raise errors.ValidationError("port", "port must be a number from 1 to 65535.")

@@ -80,6 +80,8 @@ async def send_remote_file(handler: ApiHandler, session: RemoteSession, path: st
             sent += len(chunk)
     except StreamClosedError:
         return  # the client went away; stop reading
+    except ConnectionError as error:
+        log.warning("stream of %s failed: %s", path, error)
     finally:
         channel.close()
     if sent < length:

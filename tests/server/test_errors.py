@@ -292,3 +292,34 @@ def test_error_headers_stay_one_printable_line(server: LiveServer, remote: str,
     assert "\n" not in header and header.isascii()
     assert header == "File not found: " + str(images) + "/gone\\nwith \\u00fcn\\u00efcode.png"
     assert response.json()["errors"][0]["meta"]["path"] == hostile
+
+
+def test_unknown_urls_get_the_json_error_body(server: LiveServer) -> None:
+    response = server.request("GET", "/no/such/thing")
+    assert response.status_code == 404
+    assert response.headers["X-Slycat-Message"] == "No such endpoint."
+    assert error_of(response)["code"] == "no-route"
+
+
+def test_non_ascii_digits_are_a_400_not_a_crash(server: LiveServer, remote: str,
+                                                images: Path) -> None:
+    path = solid_frames(images, [(0, 0, 0)])[0]
+    response = server.request("GET", f"/remotes/{remote}/image{path}",
+                              params={"max-size": "²"})
+    assert response.status_code == 400
+    port = server.post_json("/remotes", {"hostname": "127.0.0.1", "username": "u",
+                                         "port": "²"})
+    assert port.status_code == 400
+    assert error_of(port)["source"]["pointer"] == "/port"
+
+
+def test_the_printed_url_logs_a_browser_in(server: LiveServer) -> None:
+    browser = requests.Session()
+    landing = browser.get(f"{server.url}/?token={server.token}", timeout=10)
+    assert landing.status_code == 200 and landing.url == server.url + "/"
+    assert "framewire_user" in browser.cookies
+    sid = "0123456789abcdef0123456789abcdef"
+    assert browser.get(f"{server.url}/remotes/{sid}", timeout=10).status_code == 404
+    wrong = requests.Session()
+    wrong.get(f"{server.url}/?token=nope", timeout=10)
+    assert "framewire_user" not in wrong.cookies
