@@ -32,12 +32,11 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import frames  # noqa: E402,I001  (bench/frames.py, beside this script)
 import requests  # noqa: E402
 
 from agent.ffmpeg import encode_argv  # noqa: E402
 from tests import fixtures  # noqa: E402
-
-import frames  # noqa: E402,I001  (bench/frames.py, beside this script)
 
 ENCODE_TARGET = 1.05     # framewire wall time / raw ffmpeg wall time, at most
 DOWNLOAD_TARGET = 0.80   # framewire throughput / ssh cat throughput, at least
