@@ -1,9 +1,7 @@
 """Entry point: ``python3 agent.pyz serve|stream|run-job``."""
 
-import argparse
 import os
 import sys
-import zipfile
 from typing import List, Optional  # noqa: F401 (type comments)
 
 from . import protocol
@@ -18,6 +16,8 @@ def default_work_dir():
 def self_argv():
     # type: () -> List[str]
     """How to start this same agent again (for the detached job runner)."""
+    import zipfile
+
     entry = os.path.abspath(sys.argv[0])
     if zipfile.is_zipfile(entry):
         return [sys.executable, entry]
@@ -27,8 +27,25 @@ def self_argv():
             "sys.exit(main(sys.argv[1:]))" % package_parent]
 
 
+def stream_main(args):
+    # type: (List[str]) -> int
+    """``stream [--nonce N]``: the download hot path, so it skips argparse."""
+    from . import stream
+
+    nonce = args[1] if len(args) == 2 and args[0] == "--nonce" else ""
+    # The marker line lets the server skip whatever a login script printed.
+    sys.stdout.buffer.write(("%s %s\n" % (protocol.STREAM_MARKER, nonce)).encode("ascii"))
+    sys.stdout.buffer.flush()
+    return stream.main(sys.stdin.buffer, sys.stdout.buffer)
+
+
 def main(argv=None):
     # type: (Optional[List[str]]) -> int
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["stream"]:
+        return stream_main(argv[1:])
+    import argparse
+
     parser = argparse.ArgumentParser(prog="framewire-agent")
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="speak the agent protocol on stdin/stdout")
@@ -40,12 +57,6 @@ def main(argv=None):
     run_job.add_argument("job_dir")
     args = parser.parse_args(argv)
 
-    if args.command == "stream":
-        from . import stream
-        # The marker line lets the server skip whatever a login script printed.
-        sys.stdout.buffer.write(("%s %s\n" % (protocol.STREAM_MARKER, args.nonce)).encode("ascii"))
-        sys.stdout.buffer.flush()
-        return stream.main(sys.stdin.buffer, sys.stdout.buffer)
     if args.command == "run-job":
         from . import runner
         return runner.main(args.job_dir)

@@ -258,9 +258,10 @@ def probe(path: Path | str) -> dict[str, Any]:
     }
 
 
-def frame_colours(path: Path | str) -> list[tuple[int, int, int]]:
-    """The mean RGB colour of each decoded frame, in order."""
-    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vf", "scale=8:8",
+def frame_colours(path: Path | str, centre: bool = False) -> list[tuple[int, int, int]]:
+    """The mean RGB colour of each decoded frame (or of its centre), in order."""
+    scale = "crop=iw/4:ih/4,scale=8:8" if centre else "scale=8:8"
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vf", scale,
                           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
                          check=True, capture_output=True).stdout
     frames = []
