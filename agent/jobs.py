@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional  # noqa: F401 (type comme
 from . import ffmpeg, files, protocol
 
 FINAL = ("succeeded", "failed", "canceled")
+CANCEL_MARK = "cancel-requested"
 MAX_REPORTED = 100
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _FRAME_RATE = re.compile(r"^[1-9][0-9]{0,5}(/[1-9][0-9]{0,5})?$")
@@ -197,13 +198,10 @@ class JobStore(object):
 
     def _finish_abandoned(self, job_dir, status):
         # type: (str, Dict[str, Any]) -> Dict[str, Any]
-        status.update({"status": "failed", "phase": "done",
-                       "message": "The encoder process ended unexpectedly.",
-                       "eta_seconds": None})
-        status["events"]["completed"] = now()
-        write_json(os.path.join(job_dir, "status.json"), status)
-        remove_temporaries(job_dir)
-        return status
+        if os.path.exists(os.path.join(job_dir, CANCEL_MARK)):
+            # Killed by a cancel before it could write its own status.
+            return end_job(job_dir, status, "canceled", "Canceled.")
+        return end_job(job_dir, status, "failed", "The encoder process ended unexpectedly.")
 
     def cancel(self, args):
         # type: (Dict[str, Any]) -> Dict[str, Any]
@@ -211,6 +209,7 @@ class JobStore(object):
         if status["status"] in FINAL:
             return status
         job_dir = self.directory(args.get("job"))
+        open(os.path.join(job_dir, CANCEL_MARK), "w").close()
         pid = status.get("pid")
         if pid:
             try:
@@ -229,12 +228,7 @@ class JobStore(object):
             except OSError:
                 pass
         status = read_json(os.path.join(job_dir, "status.json"))
-        status.update({"status": "canceled", "phase": "done", "message": "Canceled.",
-                       "eta_seconds": None})
-        status["events"]["completed"] = now()
-        write_json(os.path.join(job_dir, "status.json"), status)
-        remove_temporaries(job_dir)
-        return status
+        return end_job(job_dir, status, "canceled", "Canceled.")
 
     def delete(self, args):
         # type: (Dict[str, Any]) -> Dict[str, Any]
@@ -243,12 +237,23 @@ class JobStore(object):
         return {"job": status["id"], "deleted": True}
 
 
+def end_job(job_dir, status, state, message):
+    # type: (str, Dict[str, Any], str, str) -> Dict[str, Any]
+    """Write a final status for a job whose runner can no longer write it."""
+    status.update({"status": state, "phase": "done", "message": message,
+                   "eta_seconds": None})
+    status["events"]["completed"] = now()
+    write_json(os.path.join(job_dir, "status.json"), status)
+    remove_temporaries(job_dir)
+    return status
+
+
 def remove_temporaries(job_dir):
     # type: (str) -> None
     """Remove the frame links and any partial output of a job that ended."""
     shutil.rmtree(os.path.join(job_dir, "frames"), ignore_errors=True)
     for name in os.listdir(job_dir):
-        if name.startswith("partial.") or name.endswith(".tmp"):
+        if name.startswith("partial.") or name.endswith(".tmp") or name == CANCEL_MARK:
             try:
                 os.unlink(os.path.join(job_dir, name))
             except OSError:

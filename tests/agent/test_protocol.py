@@ -228,3 +228,12 @@ def test_progress_events_are_pushed(agent: Agent, tmp_path: Path) -> None:
     states = [e["data"]["status"] for e in agent.events if e["data"]["id"] == JOB_A]
     assert states[-1] == "succeeded"
     assert all(0 <= e["data"]["progress"] <= 100 for e in agent.events)
+
+
+def test_cancel_right_after_create_is_canceled(agent: Agent, tmp_path: Path) -> None:
+    """Even when SIGTERM lands before the runner installed its handlers."""
+    slow_job(agent, tmp_path, JOB_A, frames=5)
+    status = agent.call("cancel-video", job=JOB_A)["result"]
+    assert status["status"] in ("canceled", "succeeded"), status
+    if status["status"] == "canceled":
+        assert status["message"] == "Canceled."
