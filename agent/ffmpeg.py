@@ -18,7 +18,6 @@ KNOWN_ENCODERS = {
     "av1": ["libsvtav1", "libaom-av1", "librav1e"],
 }
 CONTENT_TYPE_CODECS = {"video/mp4": "h264", "video/webm": "vp9"}
-OUTPUT_EXTENSIONS = {"video/mp4": "mp4", "video/webm": "webm"}
 
 
 def find_ffmpeg():
@@ -58,29 +57,14 @@ def _run(argv):
     return out.decode("utf-8", "replace")
 
 
-def require(ffmpeg, content_type=None):
-    # type: (Dict[str, Any], Optional[str]) -> str
-    """The encoder to use for ``content_type``, or an AgentError saying why not."""
+def require(ffmpeg):
+    # type: (Dict[str, Any]) -> str
+    """The path of the remote ffmpeg, or an AgentError saying there is none."""
     if not ffmpeg.get("path"):
         raise protocol.AgentError(
             protocol.NO_FFMPEG, "ffmpeg was not found on the remote host.",
             {"hint": "Install ffmpeg on the remote host or put it on PATH."})
-    if content_type is None:
-        return ""
-    codec = CONTENT_TYPE_CODECS[content_type]
-    encoder = ffmpeg["encoders"].get(codec)
-    if not encoder:
-        raise protocol.AgentError(
-            protocol.NO_ENCODER,
-            "The remote ffmpeg has no %s encoder (needs one of %s)."
-            % (codec, ", ".join(KNOWN_ENCODERS[codec])),
-            {"hint": "Use an ffmpeg build with %s." % KNOWN_ENCODERS[codec][0]})
-    return encoder
-
-
-def even_floor(value):
-    # type: (int) -> int
-    return max(2, value - value % 2)
+    return str(ffmpeg["path"])
 
 
 def pattern_escape(path):
@@ -89,44 +73,144 @@ def pattern_escape(path):
     return path.replace("%", "%%")
 
 
-def encode_argv(ffmpeg, encoder, content_type, segments, width, height, frame_rate,
-                output):
-    # type: (str, str, str, Sequence[Dict[str, Any]], int, int, str, str) -> List[str]
-    """The ffmpeg command that turns numbered frame segments into one video.
+COLOUR_TAGS = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+               "-color_range", "tv"]
 
-    Each segment is a directory of numbered links to frames of identical
+
+def fit_filter(width, height, fit, background):
+    # type: (int, int, str, str) -> str
+    """Fit any frame into ``width``x``height``: pad (contain), crop (cover) or stretch."""
+    if fit == "cover":
+        return ("scale=%d:%d:force_original_aspect_ratio=increase,crop=%d:%d,setsar=1"
+                % (width, height, width, height))
+    if fit == "stretch":
+        return "scale=%d:%d,setsar=1" % (width, height)
+    return ("scale=%d:%d:force_original_aspect_ratio=decrease,"
+            "pad=%d:%d:(ow-iw)/2:(oh-ih)/2:color=%s,setsar=1"
+            % (width, height, width, height, background))
+
+
+def _select(frames):
+    # type: (List[int]) -> str
+    return "select='%s'" % "+".join("eq(n\\,%d)" % n for n in frames)
+
+
+def _output_chain(output, canvas, frame_rate):
+    # type: (Dict[str, Any], Dict[str, Any], str) -> str
+    """Filters from the shared RGB canvas stream to what one output encodes."""
+    size = (output["width"], output["height"])
+    resize = [] if size == (canvas["width"], canvas["height"]) and output["fit"] == "contain" \
+        else [fit_filter(output["width"], output["height"], output["fit"],
+                         output["background"])]
+    kind = output["kind"]
+    if kind == "video":
+        return ",".join(resize + ["scale=out_color_matrix=bt709:out_range=tv",
+                                  "format=%s" % output["pixel_format"]])
+    if kind == "poster":
+        return ",".join([_select([output["frame"]])] + resize)
+    if kind == "contact-sheet":
+        return ",".join([_select(output["frames"]),
+                         fit_filter(output["width"], output["height"], output["fit"],
+                                    output["background"]),
+                         "tile=%dx%d" % (output["columns"], output["rows"])])
+    # gif: per-frame palettes keep memory flat (no whole-video palette pass)
+    steps = []
+    if output["frame_rate"] != frame_rate:
+        steps.append("fps=%s" % output["frame_rate"])
+    steps += resize or ["null"]
+    return (",".join(steps) + ",split[gif_a][gif_b];[gif_a]palettegen=stats_mode=single"
+            "[gif_p];[gif_b][gif_p]paletteuse=new=1")
+
+
+def _codec_args(output):
+    # type: (Dict[str, Any]) -> List[str]
+    kind = output["kind"]
+    if kind == "poster" or kind == "contact-sheet":
+        codec = ["-c:v", "png"] if output["content_type"] == "image/png" \
+            else ["-c:v", "mjpeg", "-q:v", "2"]
+        return codec + ["-update", "1", "-f", "image2"]
+    if kind == "gif":
+        return ["-c:v", "gif", "-loop", str(output["loop"]), "-f", "gif"]
+    encoder = output["encoder"]
+    args = ["-c:v", encoder, "-pix_fmt", output["pixel_format"]]
+    quality = output["crf"]
+    if encoder == "libx264":
+        args += ["-preset", output["preset"]]
+        args += ["-b:v", output["bitrate"]] if output["bitrate"] else ["-crf", str(quality)]
+    elif encoder == "libvpx-vp9":
+        args += ["-row-mt", "1", "-deadline", "good", "-cpu-used", str(output["speed"])]
+        args += ["-b:v", output["bitrate"]] if output["bitrate"] \
+            else ["-crf", str(quality), "-b:v", "0"]
+    elif encoder == "libsvtav1":
+        args += ["-preset", str(output["speed"])]
+        args += ["-b:v", output["bitrate"]] if output["bitrate"] \
+            else ["-crf", str(max(1, quality))]
+    elif encoder == "libaom-av1":
+        args += ["-cpu-used", str(min(8, output["speed"])), "-row-mt", "1"]
+        args += ["-b:v", output["bitrate"]] if output["bitrate"] \
+            else ["-crf", str(quality), "-b:v", "0"]
+    else:  # librav1e
+        args += ["-speed", str(min(10, output["speed"]))]
+        args += ["-b:v", output["bitrate"]] if output["bitrate"] \
+            else ["-qp", str(min(255, quality * 4))]
+    if output["gop"]:
+        args += ["-g", str(output["gop"])]
+    args += COLOUR_TAGS
+    if output["content_type"] == "video/mp4":
+        args += ["-movflags", "+faststart", "-f", "mp4"]
+    else:
+        args += ["-f", "webm"]
+    return args
+
+
+def job_argv(ffmpeg, spec, segments, paths):
+    # type: (str, Dict[str, Any], List[Dict[str, Any]], List[str]) -> List[str]
+    """The one ffmpeg command that decodes every frame once and writes every output.
+
+    ``segments`` are directories of numbered links to frames of identical
     format, size and pixel layout (``{"pattern": ".../%08d.png"}``), so no
-    decoder ever sees a frame it was not configured for; segments are joined
-    with the concat filter after being fitted into ``width``x``height``.
+    decoder ever sees a frame it was not configured for; each is fitted onto
+    the RGB canvas, they are joined with the concat filter and renumbered at
+    the frame rate, then split to one chain per output (``paths[i]`` is where
+    output ``i`` goes).  The first output on the command line is the one
+    ``-progress`` counts: the first video, or a null sink counting frames.
     """
+    canvas = spec["canvas"]
+    rate = spec["frame_rate"]
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-y", "-loglevel", "error",
             "-progress", "pipe:1"]
     for segment in segments:
-        argv += ["-f", "image2", "-framerate", frame_rate, "-start_number", "0",
+        argv += ["-f", "image2", "-framerate", rate, "-start_number", "0",
                  "-i", segment["pattern"]]
-    fit = ("scale=%d:%d:force_original_aspect_ratio=decrease,"
-           "pad=%d:%d:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1" % (width, height, width, height))
-    labels = []
-    chains = []
-    for index in range(len(segments)):
-        chains.append("[%d:v]%s[v%d]" % (index, fit, index))
-        labels.append("[v%d]" % index)
-    if len(segments) > 1:
-        chains.append("%sconcat=n=%d:v=1:a=0[joined]" % ("".join(labels), len(segments)))
-        last = "[joined]"
-    else:
-        last = "[v0]"
+    fit = fit_filter(canvas["width"], canvas["height"], canvas["fit"], canvas["background"])
+    chains = ["[%d:v]%s,format=rgb24[v%d]" % (index, fit, index)
+              for index in range(len(segments))]
+    joined = "".join("[v%d]" % index for index in range(len(segments)))
+    concat = "concat=n=%d:v=1:a=0," % len(segments) if len(segments) > 1 else ""
     # Number frames afresh: a one-image input has no duration, so concat alone
     # would give consecutive segments the same timestamps and ffmpeg drops them.
-    chains.append("%ssetpts=N/(%s*TB),format=yuv420p[out]" % (last, frame_rate))
-    argv += ["-filter_complex", ";".join(chains), "-map", "[out]", "-r", frame_rate,
-             "-c:v", encoder, "-pix_fmt", "yuv420p"]
-    if content_type == "video/mp4":
-        argv += ["-preset", "medium", "-crf", "23", "-movflags", "+faststart", "-f", "mp4"]
-    else:
-        argv += ["-row-mt", "1", "-b:v", "0", "-crf", "32", "-deadline", "good",
-                 "-cpu-used", "4", "-f", "webm"]
-    argv.append(output)
+    outputs = spec["outputs"]
+    order = sorted(range(len(outputs)), key=lambda i: outputs[i]["kind"] != "video")
+    counter = outputs[order[0]]["kind"] != "video"
+    branches = len(outputs) + (1 if counter else 0)
+    chains.append("%s%ssetpts=N/(%s*TB)%s" % (
+        joined, concat, rate, "[base]" if branches == 1 else
+        ",split=%d%s" % (branches, "".join("[b%d]" % i for i in range(branches)))))
+    mapped = []  # type: List[List[str]]
+    if counter:
+        chains.append("[b%d]null[count]" % len(outputs))
+        mapped.append(["-map", "[count]", "-c:v", "wrapped_avframe", "-f", "null", "-"])
+    for index in order:
+        source = "[base]" if branches == 1 else "[b%d]" % index
+        chain = _output_chain(outputs[index], canvas, rate).replace(
+            "gif_", "gif%d_" % index)
+        chains.append("%s%s[o%d]" % (source, chain, index))
+        extra = ["-r", rate] if outputs[index]["kind"] == "video" else []
+        mapped.append(["-map", "[o%d]" % index] + extra + _codec_args(outputs[index])
+                      + [paths[index]])
+    argv += ["-filter_complex", ";".join(chains)]
+    for part in mapped:
+        argv += part
     return argv
 
 

@@ -16,13 +16,11 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional  # noqa: F401 (type comments)
 
-from . import ffmpeg, files, protocol
+from . import ffmpeg, options, protocol
 
 FINAL = ("succeeded", "failed", "canceled")
 CANCEL_MARK = "cancel-requested"
-MAX_REPORTED = 100
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-_FRAME_RATE = re.compile(r"^[1-9][0-9]{0,5}(/[1-9][0-9]{0,5})?$")
 
 
 def now():
@@ -81,43 +79,16 @@ class JobStore(object):
     def create(self, args):
         # type: (Dict[str, Any]) -> Dict[str, Any]
         job_dir = self.directory(args.get("job"))
-        content_type = args.get("content-type")
-        if content_type not in ffmpeg.CONTENT_TYPE_CODECS:
-            raise protocol.AgentError(
-                protocol.BAD_REQUEST,
-                "content-type must be one of %s, got %r."
-                % (", ".join(sorted(ffmpeg.CONTENT_TYPE_CODECS)), content_type),
-                {"field": "content-type"})
-        frame_rate = str(args.get("frame-rate", "25"))
-        if not _FRAME_RATE.match(frame_rate):
-            raise protocol.AgentError(protocol.BAD_REQUEST,
-                                      "frame-rate must be a positive number or fraction.",
-                                      {"field": "frame-rate"})
-        paths = args.get("images")
-        if not isinstance(paths, list) or not paths:
-            raise protocol.AgentError(protocol.BAD_REQUEST,
-                                      "images must be a non-empty list of absolute paths.",
-                                      {"field": "images"})
-        encoder = ffmpeg.require(self.ffmpeg, content_type)
-        frames = self._inspect(paths)
-
-        first = frames[0]
-        spec = {
-            "job": os.path.basename(job_dir),
-            "content_type": content_type,
-            "encoder": encoder,
-            "ffmpeg": self.ffmpeg["path"],
-            "frame_rate": frame_rate,
-            "width": ffmpeg.even_floor(first["width"]),
-            "height": ffmpeg.even_floor(first["height"]),
-            "frames": frames,
-        }
+        ffmpeg.require(self.ffmpeg)
+        spec = options.build_spec(args, self.ffmpeg)
+        spec.update({"job": os.path.basename(job_dir), "ffmpeg": self.ffmpeg["path"]})
         try:
             os.mkdir(job_dir, 0o700)
         except FileExistsError:
             raise protocol.AgentError(protocol.JOB_EXISTS, "Job %s already exists."
                                       % spec["job"], {"field": "job"}) from None
         write_json(os.path.join(job_dir, "spec.json"), spec)
+        first = spec["outputs"][0]
         status = {
             "id": spec["job"],
             "status": "queued",
@@ -125,13 +96,16 @@ class JobStore(object):
             "message": "Queued.",
             "progress": 0.0,
             "frames_done": 0,
-            "frames_total": len(frames),
+            "frames_total": spec["frames_total"],
             "eta_seconds": None,
             "events": {"queued": now(), "started": None, "completed": None},
-            "content_type": content_type,
-            "width": spec["width"],
-            "height": spec["height"],
+            "content_type": first["content_type"],
+            "width": spec["canvas"]["width"],
+            "height": spec["canvas"]["height"],
+            "frame_rate": spec["frame_rate"],
+            "notes": spec["notes"],
             "output": None,
+            "outputs": [],
             "pid": None,
         }
         write_json(os.path.join(job_dir, "status.json"), status)
@@ -156,27 +130,6 @@ class JobStore(object):
         if current.get("pid") is None:
             current["pid"] = pid
             write_json(path, current)
-
-    def _inspect(self, paths):
-        # type: (List[Any]) -> List[Dict[str, Any]]
-        """Check every image before anything starts; report all that are bad."""
-        frames = []  # type: List[Dict[str, Any]]
-        bad = []  # type: List[Dict[str, Any]]
-        for index, path in enumerate(paths):
-            try:
-                files.absolute(path, "images[%d]" % index)
-                info = files.check_image(path)
-            except protocol.AgentError as error:
-                bad.append({"index": index, "path": path if isinstance(path, str) else None,
-                            "code": error.code, "message": error.message})
-                continue
-            frames.append({"path": path, "kind": info.kind, "width": info.width,
-                           "height": info.height, "layout": info.layout})
-        if bad:
-            raise protocol.AgentError(
-                protocol.BAD_IMAGES, bad[0]["message"],
-                {"count": len(bad), "bad": bad[:MAX_REPORTED]})
-        return frames
 
     # -- inspect and control ---------------------------------------------
 

@@ -70,39 +70,43 @@ class Runner(object):
 
         The image2 demuxer reads a numbered pattern fastest, and it decodes
         every file of one input with one decoder: a run of frames that share
-        kind, size and pixel layout becomes one input.
+        kind, size and pixel layout becomes one input.  An image held for
+        several frames (``durations``) is linked that many times.
         """
         root = self._path("frames")
         os.mkdir(root, 0o700)
         segments = []  # type: List[Dict[str, Any]]
-        key = None
-        directory = ""
-        number = 0
-        extension = ""
-        for frame in self.spec["frames"]:
-            frame_key = (frame["kind"], frame["width"], frame["height"], frame["layout"])
-            if frame_key != key:
-                key = frame_key
-                directory = os.path.join(root, "s%05d" % len(segments))
-                os.mkdir(directory)
-                extension = "png" if frame["kind"] == "png" else "jpg"
-                segments.append({"pattern": os.path.join(ffmpeg.pattern_escape(directory),
-                                                         "%08d." + extension)})
-                number = 0
-            os.symlink(frame["path"], os.path.join(directory, "%08d.%s" % (number, extension)))
-            number += 1
+        for source in self.spec["sources"]:
+            key = None
+            directory = ""
+            number = 0
+            extension = ""
+            for frame in source["frames"]:
+                frame_key = (frame["kind"], frame["width"], frame["height"], frame["layout"])
+                if frame_key != key:
+                    key = frame_key
+                    directory = os.path.join(root, "s%05d" % len(segments))
+                    os.mkdir(directory)
+                    extension = "png" if frame["kind"] == "png" else "jpg"
+                    segments.append({"pattern": os.path.join(
+                        ffmpeg.pattern_escape(directory), "%08d." + extension)})
+                    number = 0
+                for _ in range(frame.get("repeat", 1)):
+                    os.symlink(frame["path"],
+                               os.path.join(directory, "%08d.%s" % (number, extension)))
+                    number += 1
+                if self.canceled:
+                    return segments
         return segments
 
     def _encode(self, segments):
         # type: (List[Dict[str, Any]]) -> None
         spec = self.spec
-        extension = ffmpeg.OUTPUT_EXTENSIONS[spec["content_type"]]
-        partial = self._path("partial." + extension)
-        final = self._path("video." + extension)
-        argv = ffmpeg.encode_argv(spec["ffmpeg"], spec["encoder"], spec["content_type"],
-                                  segments, spec["width"], spec["height"],
-                                  spec["frame_rate"], partial)
-        total = len(spec["frames"])
+        outputs = spec["outputs"]
+        partials = [self._path("partial.%d.%s" % (index, output["extension"]))
+                    for index, output in enumerate(outputs)]
+        argv = ffmpeg.job_argv(spec["ffmpeg"], spec, segments, partials)
+        total = spec["frames_total"]
         self.status.update({"phase": "encoding", "message": "Encoding."})
         self._write()
         with open(self._path("ffmpeg.log"), "wb") as log:
@@ -119,6 +123,8 @@ class Runner(object):
                     self._write(force=value == "end")
             returncode = self.process.wait()
         self.status["returncode"] = returncode
+        missing = [output["name"] for output, partial in zip(outputs, partials)
+                   if not os.path.isfile(partial) or os.path.getsize(partial) == 0]
         if self.canceled:
             self._finish("canceled", "Canceled.")
         elif returncode != 0:
@@ -128,15 +134,24 @@ class Runner(object):
             self.status["stderr"] = self._stderr_tail()
             self._finish("failed", "ffmpeg wrote %d of %d frames."
                          % (self.status["frames_done"], total))
+        elif missing:
+            self.status["stderr"] = self._stderr_tail()
+            self._finish("failed", "ffmpeg wrote no %s output." % ", ".join(missing))
         else:
-            os.replace(partial, final)
-            self.status["output"] = {
-                "name": "video",
-                "path": final,
-                "size": os.path.getsize(final),
-                "content_type": spec["content_type"],
-            }
-            self._finish("succeeded", "Video ready.")
+            done = []
+            for output, partial in zip(outputs, partials):
+                final = self._path("%s.%s" % (output["name"], output["extension"]))
+                os.replace(partial, final)
+                done.append({
+                    "name": output["name"], "kind": output["kind"], "path": final,
+                    "size": os.path.getsize(final), "content_type": output["content_type"],
+                    "width": output["width"] * output.get("columns", 1),
+                    "height": output["height"] * output.get("rows", 1),
+                })
+            self.status["outputs"] = done
+            self.status["output"] = done[0]
+            self._finish("succeeded", "Video ready." if outputs[0]["kind"] == "video"
+                         else "Outputs ready.")
 
     def _progress(self, done, total):
         # type: (int, int) -> None

@@ -35,7 +35,8 @@ if str(ROOT) not in sys.path:
 import frames  # noqa: E402,I001  (bench/frames.py, beside this script)
 import requests  # noqa: E402
 
-from agent.ffmpeg import encode_argv  # noqa: E402
+from agent.ffmpeg import describe, job_argv  # noqa: E402
+from agent.options import build_spec  # noqa: E402
 from tests import fixtures  # noqa: E402
 
 ENCODE_TARGET = 1.05     # framewire wall time / raw ffmpeg wall time, at most
@@ -260,13 +261,21 @@ def framewire_encode(server: ServerProcess, sid: str, images: list[str], out: Pa
 
 def raw_command(frame_dir: Path, width: int, height: int, out: Path,
                 as_user: str | None) -> list[str]:
-    """The agent's own ffmpeg command (agent.ffmpeg.encode_argv) over the same frames."""
+    """The agent's own ffmpeg command (agent.ffmpeg.job_argv) over the same frames.
+
+    The spec comes from the agent's own request validation (agent.options), so
+    the raw command has exactly the settings framewire's job gets.
+    """
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise BenchError("ffmpeg is not on PATH")
+    images = sorted(str(path) for path in frame_dir.glob("*.png"))
+    spec = build_spec({"content-type": CONTENT_TYPE, "images": images,
+                       "frame-rate": FRAME_RATE}, describe(ffmpeg))
+    if (spec["canvas"]["width"], spec["canvas"]["height"]) != (width, height):
+        raise BenchError(f"frames are not {width}x{height}")
     segment = {"pattern": str(frame_dir / frames.PATTERN)}
-    argv = encode_argv(ffmpeg, ENCODER, CONTENT_TYPE, [segment], width, height, FRAME_RATE,
-                       str(out))
+    argv = job_argv(ffmpeg, spec, [segment], [str(out)])
     return ["runuser", "-u", as_user, "--", *argv] if as_user else argv
 
 
@@ -428,7 +437,7 @@ def report(results: dict[str, Any]) -> str:
         f"  frames: {params['frames']} x {params['size']} PNG in {encode['frame_dir']} "
         f"({encode['frame_bytes'] / 1e6:.0f} MB, {cached})",
         f"  raw ffmpeg runs as {raw_user} ({how}), with the agent's argv "
-        "(agent.ffmpeg.encode_argv)",
+        "(agent.ffmpeg.job_argv)",
         f"  ssh client cipher: {download['ssh_cipher']} (passed explicitly: -c {CIPHER})",
         f"  framewire (asyncssh) negotiated: {download['framewire_cipher']}",
         f"  warm-up: one untimed run of each measurement first; then {params['repeat']} "

@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import secrets
 import sqlite3
 import time
@@ -26,11 +25,9 @@ from .sessions import RemoteSession, agent_error
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CONTENT_TYPES = ("video/mp4", "video/webm")
 UNKNOWN_VIDEO = "Unknown video."
 NOT_READY = "Video not ready."
 FINAL = ("succeeded", "failed", "canceled", "expired")
-_FRAME_RATE = re.compile(r"^[1-9][0-9]{0,5}(/[1-9][0-9]{0,5})?$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -129,50 +126,29 @@ def public_status(record: JobRecord, status: dict[str, Any]) -> dict[str, Any]:
         "eta_seconds": status.get("eta_seconds"),
         "events": status.get("events", {}),
         "content_type": record.content_type,
+        "frame_rate": status.get("frame_rate"),
+        "width": status.get("width"),
+        "height": status.get("height"),
+        "notes": status.get("notes", []),
         "outputs": [],
     }
-    output = status.get("output")
-    if state == "succeeded" and output:
-        body["outputs"].append({
-            "name": output.get("name", "video"),
-            "content_type": output.get("content_type", record.content_type),
-            "size": output.get("size"),
-            "url": f"/remotes/{record.sid}/videos/{record.vsid}",
-        })
+    base = f"/remotes/{record.sid}/videos/{record.vsid}"
+    done = status.get("outputs") or ([status["output"]] if status.get("output") else [])
+    if state == "succeeded":
+        for output in done:
+            body["outputs"].append({
+                "name": output.get("name", "video"),
+                "kind": output.get("kind", "video"),
+                "content_type": output.get("content_type", record.content_type),
+                "size": output.get("size"),
+                "width": output.get("width"),
+                "height": output.get("height"),
+                "url": f"{base}/outputs/{output.get('name', 'video')}",
+            })
     if state == "failed":
         body["returncode"] = status.get("returncode")
         body["stderr"] = status.get("stderr", "")
     return body
-
-
-def _validate_video_request(body: dict[str, Any]) -> dict[str, Any]:
-    content_type = body.get("content-type")
-    if content_type is None:
-        raise errors.ValidationError("content-type", "content-type is required.",
-                                     hint="Use \"video/mp4\" or \"video/webm\".")
-    if content_type not in CONTENT_TYPES:
-        raise errors.ValidationError(
-            "content-type", f"Unsupported content-type {content_type!r}.",
-            hint="Use \"video/mp4\" or \"video/webm\".")
-    images = body.get("images")
-    if not isinstance(images, list) or not images:
-        raise errors.ValidationError("images", "images must be a non-empty list of paths.",
-                                     hint="List the absolute paths of the frames in order.")
-    for index, path in enumerate(images):
-        if not isinstance(path, str) or not path.startswith("/") or "\x00" in path:
-            raise errors.ValidationError(
-                f"images.{index}", f"images[{index}] must be an absolute path.",
-                hint="Paths start with / on the remote host.")
-    args: dict[str, Any] = {"content-type": content_type, "images": images}
-    frame_rate = body.get("frame-rate")
-    if frame_rate is not None:
-        text = str(frame_rate) if not isinstance(frame_rate, bool) else ""
-        if not _FRAME_RATE.match(text):
-            raise errors.ValidationError(
-                "frame-rate", f"Invalid frame-rate {frame_rate!r}.",
-                hint="Use a positive whole number such as 25 or a fraction such as \"30000/1001\".")
-        args["frame-rate"] = text
-    return args
 
 
 class VideoService:
@@ -180,22 +156,24 @@ class VideoService:
         self.store = store
 
     async def create(self, session: RemoteSession, body: dict[str, Any]) -> str:
-        args = _validate_video_request(body)
+        """Start a job; the agent validates every option before anything starts."""
         agent = session.require_agent()
         vsid = secrets.token_hex(16)
+        args = {key: value for key, value in body.items() if key != "job"}
         try:
-            status = await agent.request("create-video", {"job": vsid, **args})
+            status = await agent.request("create-video", {**args, "job": vsid})
         except AgentError as error:
             if error.code == "bad-images":
                 raise _bad_images(error) from None
             raise agent_error(error) from None
         now = time.time()
+        frames = int(status.get("frames_total", 0))
         await self.store.add(JobRecord(
             vsid, session.sid, session.owner, session.hostname, session.username,
-            args["content-type"], len(args["images"]), status.get("status", "queued"),
+            str(status.get("content_type", "")), frames, status.get("status", "queued"),
             status, now, now))
         log.info("video %s… created in session %s… (%d frames)", vsid[:6], session.sid[:6],
-                 len(args["images"]))
+                 frames)
         return vsid
 
     async def _record(self, session: RemoteSession, vsid: str) -> JobRecord:
@@ -215,15 +193,25 @@ class VideoService:
             await self.store.update(vsid, status)
         return public_status(record, status)
 
-    async def output(self, session: RemoteSession, vsid: str) -> dict[str, Any]:
-        """The finished video's remote path, size and content type; 409 until then."""
+    async def output(self, session: RemoteSession, vsid: str,
+                     name: str | None = None) -> dict[str, Any]:
+        """A finished output's remote path, size and content type; 409 until then.
+
+        Without ``name``, the job's first output (Slycat's video URL).
+        """
         status = await self.status(session, vsid)
         if not status["ready"]:
             raise errors.VideoNotReady(NOT_READY, hint=_not_ready_hint(status))
         record = await self._record(session, vsid)
-        output = record.status["output"]
-        return {"path": output["path"], "size": output["size"],
-                "content_type": output.get("content_type", record.content_type)}
+        outputs = record.status.get("outputs") or [record.status["output"]]
+        chosen = outputs[0] if name is None else next(
+            (output for output in outputs if output.get("name") == name), None)
+        if chosen is None:
+            raise errors.NotFound(
+                f"Unknown output {name!r}.", code="unknown-output",
+                hint="This job's outputs: " + ", ".join(o["name"] for o in outputs) + ".")
+        return {"path": chosen["path"], "size": chosen["size"],
+                "content_type": chosen.get("content_type", record.content_type)}
 
     async def delete(self, session: RemoteSession, vsid: str) -> None:
         await self._record(session, vsid)
@@ -267,7 +255,7 @@ def _bad_images(error: AgentError) -> errors.BadImages:
         "code": item.get("code"),
         "title": item.get("message"),
         "detail": item.get("message"),
-        "source": {"pointer": f"/images/{item.get('index')}"},
+        "source": {"pointer": "/" + str(item.get("field", "images")).replace(".", "/")},
         "meta": {"path": item.get("path")},
     } for item in bad]
     count = details.get("count", len(bad))

@@ -21,6 +21,16 @@ class VideoStatusHandler(ApiHandler):
         self.write_json(await self.services.videos.status(session, vsid))
 
 
+class OutputHandler(ApiHandler):
+    async def get(self, sid: str, vsid: str, name: str) -> None:
+        session = self.services.sessions.get(self.user, sid)
+        output = await self.services.videos.output(session, vsid, name)
+        await send_remote_file(self, session, output["path"], output["size"],
+                               output["content_type"])
+
+    head = get
+
+
 class VideoHandler(ApiHandler):
     async def get(self, sid: str, vsid: str) -> None:
         session = self.services.sessions.get(self.user, sid)
@@ -41,5 +51,6 @@ VSID = r"([^/]+)"
 routes = [
     (rf"/remotes/{SID}/videos/?", VideosHandler),
     (rf"/remotes/{SID}/videos/{VSID}/status/?", VideoStatusHandler),
+    (rf"/remotes/{SID}/videos/{VSID}/outputs/([^/]+)/?", OutputHandler),
     (rf"/remotes/{SID}/videos/{VSID}/?", VideoHandler),
 ]

@@ -212,15 +212,18 @@ def test_video_request_fields_are_validated(server: LiveServer, remote: str,
                                             images: Path) -> None:
     paths = solid_frames(images, [(0, 0, 0)])
     cases = [
-        ({"images": paths}, "/content-type", "content-type is required."),
+        ({"images": paths}, "/content-type",
+         "content-type is required (video/mp4 or video/webm) unless outputs lists what "
+         "to make."),
         ({"content-type": "video/avi", "images": paths}, "/content-type",
-         "Unsupported content-type 'video/avi'."),
+         "content-type must be video/mp4 or video/webm, got 'video/avi'."),
         ({"content-type": "video/mp4", "images": []}, "/images",
-         "images must be a non-empty list of paths."),
+         "images must name at least one image."),
         ({"content-type": "video/mp4", "images": ["relative.png"]}, "/images/0",
-         "images[0] must be an absolute path."),
+         "images[0] must be an absolute path, got 'relative.png'."),
         ({"content-type": "video/mp4", "images": paths, "frame-rate": "fast"},
-         "/frame-rate", "Invalid frame-rate 'fast'."),
+         "/frame-rate", "frame-rate must be a number or fraction from 1/3600 to 1000 frames "
+         "per second (e.g. 25, 29.97 or \"1/5\"), got 'fast'."),
     ]
     for body, pointer, message in cases:
         response = server.post_json(f"/remotes/{remote}/videos", body)

@@ -1,0 +1,511 @@
+"""Validate a video request and turn it into the job's normalised spec.
+
+Every option of ``POST /remotes/(sid)/videos`` is checked here, before
+anything starts; a wrong value raises a bad-request error naming the field
+(``{"field": "outputs.1.crf"}``, which the server turns into the JSON
+pointer ``/outputs/1/crf``) and saying what is allowed.  The spec this
+module returns is what the detached runner and ``ffmpeg.job_argv`` consume.
+"""
+
+import fnmatch
+import os
+import re
+from fractions import Fraction
+from typing import Any, Dict, List, Optional, Tuple  # noqa: F401 (type comments)
+
+from . import ffmpeg, files, protocol
+
+MAX_REPORTED = 100
+MAX_SIDE = 16384
+MAX_FRAME_RATE = 1000
+MAX_DURATION = 3600.0
+MAX_SHEET_FRAMES = 400
+VIDEO_TYPES = {"video/mp4": "mp4", "video/webm": "webm"}
+IMAGE_TYPES = {"image/jpeg": "jpg", "image/png": "png"}
+FITS = ("contain", "cover", "stretch")
+SORTS = ("natural", "name", "mtime")
+PIXEL_FORMATS = ("yuv420p", "yuv444p")
+H264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow")
+CONTAINER_CODECS = {"video/mp4": ("h264", "av1"), "video/webm": ("vp9", "av1")}
+CRF_RANGES = {"h264": (0, 51), "vp9": (0, 63), "av1": (0, 63)}
+DEFAULT_CRF = {"h264": 23, "vp9": 32, "av1": 35}
+SPEED_RANGES = {"vp9": (0, 8), "av1": (0, 13)}
+DEFAULT_SPEED = {"vp9": 4, "av1": 8}
+# Largest frames an encoder takes: H.264 level 6.2 allows 139,264 macroblocks.
+LEVEL_LIMITS = {
+    "h264": (8192, 8192, 139264 * 256, "H.264 level 6.2"),
+    "vp9": (16384, 16384, 16384 * 16384, "VP9"),
+    "av1": (16384, 8704, 16384 * 8704, "AV1"),
+}
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_COLOUR = re.compile(r"^(#[0-9a-fA-F]{6}|black|white|gray|grey|red|green|blue)$")
+_BITRATE = re.compile(r"^([1-9][0-9]{0,9})([kKmM]?)$")
+_PERCENT = re.compile(r"^([0-9]{1,3}(\.[0-9]+)?)%$")
+
+JOB_FIELDS = ("content-type", "images", "frame-rate", "durations", "width", "height",
+              "fit", "background", "codec", "crf", "bitrate", "preset", "speed",
+              "pixel-format", "gop", "outputs", "poster", "contact-sheet", "gif")
+VIDEO_FIELDS = ("name", "kind", "content-type", "width", "height", "fit", "background",
+                "codec", "crf", "bitrate", "preset", "speed", "pixel-format", "gop")
+STILL_FIELDS = {
+    "poster": ("name", "kind", "content-type", "at", "width", "height", "fit", "background"),
+    "contact-sheet": ("name", "kind", "content-type", "frames", "wrap", "width", "height",
+                      "crop", "background"),
+    "gif": ("name", "kind", "width", "height", "fit", "background", "loop",
+            "frame-duration"),
+}
+
+
+def bad(field, message):
+    # type: (str, str) -> protocol.AgentError
+    return protocol.AgentError(protocol.BAD_REQUEST, message, {"field": field})
+
+
+def _check_fields(values, allowed, where):
+    # type: (Dict[str, Any], Tuple[str, ...], str) -> None
+    for key in values:
+        if key not in allowed:
+            field = "%s.%s" % (where, key) if where else key
+            raise bad(field, "Unknown option %r; allowed here: %s."
+                      % (field, ", ".join(sorted(allowed))))
+
+
+def _integer(values, key, where, low, high, default=None):
+    # type: (Dict[str, Any], str, str, int, int, Optional[int]) -> Optional[int]
+    value = values.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise bad(_join(where, key), "%s must be a whole number from %d to %d, got %r."
+                  % (_join(where, key), low, high, value))
+    return value
+
+
+def _choice(values, key, where, choices, default):
+    # type: (Dict[str, Any], str, str, Tuple[str, ...], Optional[str]) -> Optional[str]
+    value = values.get(key)
+    if value is None:
+        return default
+    if value not in choices:
+        raise bad(_join(where, key), "%s must be one of %s, got %r."
+                  % (_join(where, key), ", ".join(choices), value))
+    return value
+
+
+def _join(where, key):
+    # type: (str, str) -> str
+    return "%s.%s" % (where, key) if where else key
+
+
+def _seconds(value, field, low=0.0):
+    # type: (Any, str, float) -> float
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not low < float(value) <= MAX_DURATION:
+        raise bad(field, "%s must be a number of seconds above %g and at most %g, got %r."
+                  % (field, low, MAX_DURATION, value))
+    return float(value)
+
+
+def frame_rate(value):
+    # type: (Any) -> Fraction
+    """25, 29.97, "30000/1001" or "1/5" as an exact fraction."""
+    if value is None:
+        return Fraction(25)
+    try:
+        if isinstance(value, bool):
+            raise ValueError()
+        rate = Fraction(str(value)).limit_denominator(100000)
+    except (ValueError, ZeroDivisionError):
+        rate = Fraction(-1)
+    if not 0 < rate <= MAX_FRAME_RATE or rate < Fraction(1, 3600):
+        raise bad("frame-rate", "frame-rate must be a number or fraction from 1/3600 to %d "
+                  "frames per second (e.g. 25, 29.97 or \"1/5\"), got %r."
+                  % (MAX_FRAME_RATE, value))
+    return rate
+
+
+def rate_text(rate):
+    # type: (Fraction) -> str
+    return str(rate.numerator) if rate.denominator == 1 else \
+        "%d/%d" % (rate.numerator, rate.denominator)
+
+
+# -- frame selection --------------------------------------------------------
+
+def natural_key(name):
+    # type: (str) -> List[Any]
+    """``frame2`` before ``frame10``: digit runs compare as numbers."""
+    return [(0, int(part), part) if part.isdigit() else (1, 0, part.lower())
+            for part in re.split(r"([0-9]+)", name) if part != ""]
+
+
+def expand(images, field="images"):
+    # type: (Any, str) -> List[str]
+    """The list of image paths a request names, in encoding order."""
+    if isinstance(images, list):
+        if not images:
+            raise bad(field, "%s must name at least one image." % field)
+        return images
+    if not isinstance(images, dict):
+        raise bad(field, "%s must be a list of absolute paths or an object "
+                  "{\"directory\", \"pattern\", \"sort\", \"start\", \"stop\", \"step\"}."
+                  % field)
+    _check_fields(images, ("directory", "pattern", "sort", "start", "stop", "step"), field)
+    directory = files.absolute(images.get("directory"), field + ".directory")
+    pattern = images.get("pattern", "*")
+    if not isinstance(pattern, str) or not pattern or "/" in pattern or "\x00" in pattern:
+        raise bad(field + ".pattern", "%s.pattern must be a file name pattern such as "
+                  "\"frame*.png\" (no /)." % field)
+    order = _choice(images, "sort", field, SORTS, "natural")
+    start = _integer(images, "start", field, 0, 10 ** 9, 0)
+    stop = _integer(images, "stop", field, 0, 10 ** 9, None)
+    step = _integer(images, "step", field, 1, 10 ** 6, 1)
+    try:
+        names = os.listdir(directory)
+    except OSError as error:
+        raise files.path_error(directory, error) from None
+    matcher = re.compile(fnmatch.translate(pattern))
+    entries = []
+    for name in names:
+        if name.startswith(".") and not pattern.startswith("."):
+            continue
+        if not matcher.match(name):
+            continue
+        full = os.path.join(directory, name)
+        if os.path.isdir(full):
+            continue
+        entries.append((name, full))
+    if order == "natural":
+        entries.sort(key=lambda entry: natural_key(entry[0]))
+    elif order == "name":
+        entries.sort()
+    else:
+        entries.sort(key=lambda entry: (_mtime(entry[1]), natural_key(entry[0])))
+    if not entries:
+        raise bad(field + ".pattern", "No file in %s matches %r." % (directory, pattern))
+    selected = [full for _, full in entries][start:stop:step]
+    if not selected:
+        raise bad(field + ".start", "start, stop and step select none of the %d files "
+                  "matching %r." % (len(entries), pattern))
+    return selected
+
+
+def _mtime(path):
+    # type: (str) -> float
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def inspect(paths, field="images"):
+    # type: (List[Any], str) -> List[Dict[str, Any]]
+    """Check every image before anything starts; report all that are bad."""
+    frames = []  # type: List[Dict[str, Any]]
+    failures = []  # type: List[Dict[str, Any]]
+    for index, path in enumerate(paths):
+        try:
+            files.absolute(path, "%s[%d]" % (field, index))
+            info = files.check_image(path)
+        except protocol.AgentError as error:
+            failures.append({"index": index, "field": "%s.%d" % (field, index),
+                             "path": path if isinstance(path, str) else None,
+                             "code": error.code, "message": error.message})
+            continue
+        frames.append({"path": path, "kind": info.kind, "width": info.width,
+                       "height": info.height, "layout": info.layout})
+    if failures:
+        raise protocol.AgentError(protocol.BAD_IMAGES, failures[0]["message"],
+                                  {"count": len(failures), "bad": failures[:MAX_REPORTED]})
+    return frames
+
+
+def repeats(durations, count, rate):
+    # type: (Any, int, Fraction) -> List[int]
+    """How many output frames each image is held for (1 each without durations)."""
+    if durations is None:
+        return [1] * count
+    if not isinstance(durations, list) or len(durations) != count:
+        raise bad("durations", "durations must list one number of seconds per image "
+                  "(%d images), got %s." % (count, "%d values" % len(durations)
+                                            if isinstance(durations, list) else
+                                            repr(durations)))
+    held = []
+    for index, value in enumerate(durations):
+        seconds = _seconds(value, "durations.%d" % index)
+        held.append(max(1, int(round(Fraction(seconds) * rate))))
+    return held
+
+
+# -- sizes and colours ------------------------------------------------------------
+
+def even(value):
+    # type: (float) -> int
+    return max(2, int(value) - int(value) % 2)
+
+
+def target_size(values, where, width, height):
+    # type: (Dict[str, Any], str, int, int) -> Tuple[int, int]
+    """``width``/``height`` from the request; either alone keeps the aspect."""
+    wanted_w = _integer(values, "width", where, 2, MAX_SIDE)
+    wanted_h = _integer(values, "height", where, 2, MAX_SIDE)
+    if wanted_w and wanted_h:
+        return even(wanted_w), even(wanted_h)
+    if wanted_w:
+        return even(wanted_w), even(wanted_w * height / float(width))
+    if wanted_h:
+        return even(wanted_h * width / float(height)), even(wanted_h)
+    return even(width), even(height)
+
+
+def colour(values, where, default="black"):
+    # type: (Dict[str, Any], str, str) -> str
+    value = values.get("background", default)
+    if not isinstance(value, str) or not _COLOUR.match(value):
+        raise bad(_join(where, "background"), "%s must be #RRGGBB or one of black, white, "
+                  "gray, red, green, blue, got %r." % (_join(where, "background"), value))
+    return "0x" + value[1:] if value.startswith("#") else value
+
+
+def within_level(codec, width, height, notes):
+    # type: (str, int, int, List[str]) -> Tuple[int, int]
+    """Scale a frame size down (never fail) to what the codec's level allows."""
+    max_w, max_h, max_area, label = LEVEL_LIMITS[codec]
+    scale = min(1.0, max_w / float(width), max_h / float(height),
+                (max_area / float(width * height)) ** 0.5)
+    if scale >= 1.0:
+        return width, height
+    new_w, new_h = even(width * scale), even(height * scale)
+    notes.append("Scaled %dx%d down to %dx%d to stay within %s limits."
+                 % (width, height, new_w, new_h, label))
+    return new_w, new_h
+
+
+# -- outputs -------------------------------------------------------------------
+
+def video_output(values, where, name, canvas, ffmpeg_info, notes):
+    # type: (Dict[str, Any], str, str, Dict[str, Any], Dict[str, Any], List[str]) -> Dict[str, Any]
+    content_type = values.get("content-type")
+    if content_type not in VIDEO_TYPES:
+        raise bad(_join(where, "content-type"), "%s must be video/mp4 or video/webm, got %r."
+                  % (_join(where, "content-type"), content_type))
+    codec = _choice(values, "codec", where, CONTAINER_CODECS[content_type],
+                    CONTAINER_CODECS[content_type][0])
+    assert codec is not None
+    encoder = ffmpeg_info.get("encoders", {}).get(codec)
+    if not encoder:
+        raise protocol.AgentError(
+            protocol.NO_ENCODER, "The remote ffmpeg has no %s encoder (needs one of %s)."
+            % (codec, ", ".join(ffmpeg.KNOWN_ENCODERS[codec])),
+            {"field": _join(where, "codec"),
+             "hint": "Use an ffmpeg build with %s, or another codec." %
+                     ffmpeg.KNOWN_ENCODERS[codec][0]})
+    low, high = CRF_RANGES[codec]
+    crf = _integer(values, "crf", where, low, high)
+    bitrate = values.get("bitrate")
+    if bitrate is not None:
+        if crf is not None:
+            raise bad(_join(where, "bitrate"), "Give crf or bitrate, not both.")
+        match = _BITRATE.match(str(bitrate)) if not isinstance(bitrate, bool) else None
+        if match is None:
+            raise bad(_join(where, "bitrate"), "%s must be bits per second such as 2500000, "
+                      "\"2500k\" or \"2.5M\" written as \"2500k\", got %r."
+                      % (_join(where, "bitrate"), bitrate))
+        bitrate = match.group(1) + match.group(2).lower()
+    if codec == "h264":
+        preset = _choice(values, "preset", where, H264_PRESETS, "medium")
+        if values.get("speed") is not None:
+            raise bad(_join(where, "speed"), "speed applies to vp9 and av1; use preset "
+                      "(%s) for h264." % ", ".join(H264_PRESETS))
+        speed = None
+    else:
+        if values.get("preset") is not None:
+            raise bad(_join(where, "preset"), "preset applies to h264; use speed "
+                      "(%d-%d) for %s." % (SPEED_RANGES[codec] + (codec,)))
+        preset = None
+        speed = _integer(values, "speed", where, SPEED_RANGES[codec][0],
+                         SPEED_RANGES[codec][1], DEFAULT_SPEED[codec])
+    width, height = target_size(values, where, canvas["width"], canvas["height"])
+    width, height = within_level(codec, width, height, notes)
+    return {
+        "name": name, "kind": "video", "content_type": content_type,
+        "extension": VIDEO_TYPES[content_type], "codec": codec, "encoder": encoder,
+        "crf": DEFAULT_CRF[codec] if crf is None and bitrate is None else crf,
+        "bitrate": bitrate, "preset": preset, "speed": speed,
+        "pixel_format": _choice(values, "pixel-format", where, PIXEL_FORMATS, "yuv420p"),
+        "gop": _integer(values, "gop", where, 1, 100000),
+        "width": width, "height": height,
+        "fit": _choice(values, "fit", where, FITS, "contain"),
+        "background": colour(values, where),
+    }
+
+
+def still_output(kind, values, where, name, canvas, frame_count, rate):
+    # type: (str, Dict[str, Any], str, str, Dict[str, Any], int, Fraction) -> Dict[str, Any]
+    output = {"name": name, "kind": kind, "background": colour(values, where),
+              "fit": _choice(values, "fit", where, FITS, "contain")}  # type: Dict[str, Any]
+    if kind == "gif":
+        output.update({"content_type": "image/gif", "extension": "gif"})
+        default_w = min(canvas["width"], 480)
+        width, height = target_size(dict(values, width=values.get("width", default_w))
+                                    if values.get("height") is None else values,
+                                    where, canvas["width"], canvas["height"])
+        loop = _integer(values, "loop", where, -1, 65535, 0)
+        duration = values.get("frame-duration")
+        step = 1
+        if duration is not None:
+            seconds = _seconds(duration, _join(where, "frame-duration"), 0.0)
+            if seconds < 0.02:
+                raise bad(_join(where, "frame-duration"), "%s must be at least 0.02 seconds "
+                          "(GIF timing resolution is 1/100 s)." % _join(where, "frame-duration"))
+            rate_out = Fraction(1) / Fraction(seconds).limit_denominator(100)
+        else:
+            rate_out = min(rate, Fraction(50))
+        output.update({"width": width, "height": height, "loop": loop,
+                       "frame_rate": rate_text(rate_out), "step": step})
+        return output
+    content_type = values.get("content-type", "image/jpeg")
+    if content_type not in IMAGE_TYPES:
+        raise bad(_join(where, "content-type"), "%s must be image/jpeg or image/png, got %r."
+                  % (_join(where, "content-type"), content_type))
+    output.update({"content_type": content_type, "extension": IMAGE_TYPES[content_type]})
+    if kind == "poster":
+        output["frame"] = poster_frame(values.get("at", "50%"), _join(where, "at"),
+                                       frame_count, rate)
+        output["width"], output["height"] = target_size(values, where, canvas["width"],
+                                                        canvas["height"])
+        return output
+    count = _integer(values, "frames", where, 1, MAX_SHEET_FRAMES, 12)
+    assert count is not None
+    count = min(count, frame_count)
+    wrap = _integer(values, "wrap", where, 1, MAX_SHEET_FRAMES, min(count, 4))
+    assert wrap is not None
+    cell_w, cell_h = target_size(dict(values, width=values.get("width", 160))
+                                 if values.get("height") is None else values,
+                                 where, canvas["width"], canvas["height"])
+    crop = values.get("crop", False)
+    if not isinstance(crop, bool):
+        raise bad(_join(where, "crop"), "%s must be true or false." % _join(where, "crop"))
+    columns = min(wrap, count)
+    rows = (count + columns - 1) // columns
+    if columns * cell_w > MAX_SIDE or rows * cell_h > MAX_SIDE:
+        raise bad(_join(where, "frames"), "The contact sheet would be %dx%d; keep it within "
+                  "%d pixels a side (fewer frames, smaller cells or another wrap)."
+                  % (columns * cell_w, rows * cell_h, MAX_SIDE))
+    output.update({
+        "frames": sample_frames(frame_count, count), "columns": columns, "rows": rows,
+        "width": cell_w, "height": cell_h, "fit": "cover" if crop else "contain",
+    })
+    return output
+
+
+def poster_frame(at, field, frame_count, rate):
+    # type: (Any, str, int, Fraction) -> int
+    """The frame shown at ``at``: seconds, or a percentage such as "50%"."""
+    if isinstance(at, str):
+        match = _PERCENT.match(at)
+        if match is None or float(match.group(1)) > 100:
+            raise bad(field, "%s must be seconds from the start or a percentage such as "
+                      "\"50%%\", got %r." % (field, at))
+        return int(round(float(match.group(1)) / 100.0 * (frame_count - 1)))
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or at < 0:
+        raise bad(field, "%s must be seconds from the start or a percentage such as "
+                  "\"50%%\", got %r." % (field, at))
+    return min(frame_count - 1, int(Fraction(at).limit_denominator(1000) * rate))
+
+
+def sample_frames(frame_count, count):
+    # type: (int, int) -> List[int]
+    """``count`` frame numbers spread evenly from the first frame to the last."""
+    if count == 1:
+        return [0]
+    return sorted(set(int(round(i * (frame_count - 1) / float(count - 1)))
+                      for i in range(count)))
+
+
+def plan_outputs(args, canvas, frame_count, rate, ffmpeg_info, notes):
+    # type: (Dict[str, Any], Dict[str, Any], int, Fraction, Dict[str, Any], List[str]) -> List[Dict[str, Any]]
+    """The job's outputs: the top-level video, ``outputs``, then the stills shorthands."""
+    requested = []  # type: List[Tuple[str, Dict[str, Any]]]
+    if args.get("content-type") is not None:
+        top = {key: args[key] for key in VIDEO_FIELDS if key in args}
+        requested.append(("", dict(top, name="video", kind="video")))
+    extra = args.get("outputs")
+    if extra is not None:
+        if not isinstance(extra, list) or not extra:
+            raise bad("outputs", "outputs must be a non-empty list of output objects.")
+        for index, item in enumerate(extra):
+            if not isinstance(item, dict):
+                raise bad("outputs.%d" % index, "outputs[%d] must be an object." % index)
+            requested.append(("outputs.%d" % index, item))
+    for kind in ("poster", "contact-sheet", "gif"):
+        value = args.get(kind)
+        if value is None or value is False:
+            continue
+        if value is True:
+            value = {}
+        if not isinstance(value, dict):
+            raise bad(kind, "%s must be true or an object of options." % kind)
+        requested.append((kind, dict(value, kind=kind, name=value.get("name", kind))))
+    if not requested:
+        raise bad("content-type", "content-type is required (video/mp4 or video/webm) "
+                  "unless outputs lists what to make.")
+    outputs = []  # type: List[Dict[str, Any]]
+    names = set()  # type: set
+    for index, (where, values) in enumerate(requested):
+        kind = values.get("kind", "video")
+        if kind != "video" and kind not in STILL_FIELDS:
+            raise bad(_join(where, "kind"), "%s must be video, poster, contact-sheet or gif, "
+                      "got %r." % (_join(where, "kind"), kind))
+        allowed = VIDEO_FIELDS if kind == "video" else STILL_FIELDS[kind]
+        _check_fields(values, allowed, where)
+        name = values.get("name", kind if kind != "video" else "video-%d" % index)
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise bad(_join(where, "name"), "%s must be 1-64 lowercase letters, digits, - "
+                      "or _, starting with a letter or digit, got %r."
+                      % (_join(where, "name"), name))
+        if name in names:
+            raise bad(_join(where, "name"), "Two outputs are named %r; names must be "
+                      "unique." % name)
+        names.add(name)
+        if kind == "video":
+            outputs.append(video_output(values, where, name, canvas, ffmpeg_info, notes))
+        else:
+            outputs.append(still_output(kind, values, where, name, canvas, frame_count, rate))
+    return outputs
+
+
+# -- the whole request ------------------------------------------------------------
+
+def build_spec(args, ffmpeg_info):
+    # type: (Dict[str, Any], Dict[str, Any]) -> Dict[str, Any]
+    """Validate ``args`` (a create-video request) and return the job spec."""
+    _check_fields({key: args[key] for key in args if key != "job"}, JOB_FIELDS, "")
+    rate = frame_rate(args.get("frame-rate"))
+    paths = expand(args.get("images"))
+    frames = inspect(paths)
+    held = repeats(args.get("durations"), len(frames), rate)
+    for index, frame in enumerate(frames):
+        frame["repeat"] = held[index]
+    frame_count = sum(held)
+    notes = []  # type: List[str]
+    first = frames[0]
+    width, height = target_size(args, "", first["width"], first["height"])
+    canvas = {"width": width, "height": height,
+              "fit": _choice(args, "fit", "", FITS, "contain"),
+              "background": colour(args, "")}
+    outputs = plan_outputs(args, canvas, frame_count, rate, ffmpeg_info, notes)
+    # The canvas is the first video's size (already within its codec's limits).
+    for output in outputs:
+        if output["kind"] == "video":
+            canvas["width"], canvas["height"] = output["width"], output["height"]
+            break
+    return {
+        "frame_rate": rate_text(rate),
+        "frames_total": frame_count,
+        "canvas": canvas,
+        "sources": [{"frames": frames}],
+        "outputs": outputs,
+        "notes": notes,
+    }
