@@ -38,6 +38,8 @@ LEVEL_LIMITS = {
     "vp9": (16384, 16384, 16384 * 16384, "VP9"),
     "av1": (16384, 8704, 16384 * 8704, "AV1"),
 }
+# Smallest frames an encoder takes (SVT-AV1 refuses anything under 64x64).
+ENCODER_MINIMUM = {"libsvtav1": 64}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _COLOUR = re.compile(r"^(#[0-9a-fA-F]{6}|black|white|gray|grey|red|green|blue)$")
 _BITRATE = re.compile(r"^([1-9][0-9]{0,9})([kKmM]?)$")
@@ -268,9 +270,16 @@ def colour(values, where, default="black"):
     return "0x" + value[1:] if value.startswith("#") else value
 
 
-def within_level(codec, width, height, notes):
-    # type: (str, int, int, List[str]) -> Tuple[int, int]
-    """Scale a frame size down (never fail) to what the codec's level allows."""
+def within_level(codec, encoder, width, height, notes):
+    # type: (str, str, int, int, List[str]) -> Tuple[int, int]
+    """Scale a frame size (never fail) into what the codec's level and encoder allow."""
+    minimum = ENCODER_MINIMUM.get(encoder, 2)
+    if width < minimum or height < minimum:
+        scale = max(minimum / float(width), minimum / float(height))
+        new_w, new_h = even(width * scale + 1), even(height * scale + 1)
+        notes.append("Scaled %dx%d up to %dx%d: %s needs at least %dx%d."
+                     % (width, height, new_w, new_h, encoder, minimum, minimum))
+        width, height = new_w, new_h
     max_w, max_h, max_area, label = LEVEL_LIMITS[codec]
     scale = min(1.0, max_w / float(width), max_h / float(height),
                 (max_area / float(width * height)) ** 0.5)
@@ -326,14 +335,18 @@ def video_output(values, where, name, canvas, ffmpeg_info, notes):
         preset = None
         speed = _integer(values, "speed", where, SPEED_RANGES[codec][0],
                          SPEED_RANGES[codec][1], DEFAULT_SPEED[codec])
+    pixel_format = _choice(values, "pixel-format", where, PIXEL_FORMATS, "yuv420p")
+    if encoder == "libsvtav1" and pixel_format != "yuv420p":
+        raise bad(_join(where, "pixel-format"), "pixel-format %s is not available with the "
+                  "remote AV1 encoder (libsvtav1); use yuv420p." % pixel_format)
     width, height = target_size(values, where, canvas["width"], canvas["height"])
-    width, height = within_level(codec, width, height, notes)
+    width, height = within_level(codec, encoder, width, height, notes)
     return {
         "name": name, "kind": "video", "content_type": content_type,
         "extension": VIDEO_TYPES[content_type], "codec": codec, "encoder": encoder,
         "crf": DEFAULT_CRF[codec] if crf is None and bitrate is None else crf,
         "bitrate": bitrate, "preset": preset, "speed": speed,
-        "pixel_format": _choice(values, "pixel-format", where, PIXEL_FORMATS, "yuv420p"),
+        "pixel_format": pixel_format,
         "gop": _integer(values, "gop", where, 1, 100000),
         "width": width, "height": height,
         "fit": _choice(values, "fit", where, FITS, "contain"),

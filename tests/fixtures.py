@@ -240,21 +240,30 @@ def solid_frames(directory: Path, colours: list[tuple[int, int, int]],
 
 
 def probe(path: Path | str) -> dict[str, Any]:
-    """What ffprobe says of a video: codec, pixel format, size, frames, duration."""
+    """What ffprobe says of a video (or image): codec, format, size, frames, timing, colour."""
     out = run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
                "-show_entries",
-               "stream=codec_name,pix_fmt,width,height,nb_read_frames:format=duration,format_name",
+               "stream=codec_name,profile,pix_fmt,width,height,nb_read_frames,r_frame_rate,"
+               "color_space,color_transfer,color_primaries,color_range"
+               ":format=duration,format_name",
                "-of", "json", str(path)]).stdout
     data = json.loads(out)
     stream = data["streams"][0]
+    duration = data["format"].get("duration")
     return {
         "codec": stream["codec_name"],
-        "pix_fmt": stream["pix_fmt"],
+        "profile": stream.get("profile"),
+        "pix_fmt": stream.get("pix_fmt"),
         "width": int(stream["width"]),
         "height": int(stream["height"]),
-        "frames": int(stream["nb_read_frames"]),
-        "duration": float(data["format"]["duration"]),
+        "frames": int(stream.get("nb_read_frames", 0)),
+        "frame_rate": stream.get("r_frame_rate"),
+        "duration": float(duration) if duration is not None else None,
         "format": data["format"]["format_name"],
+        "color_space": stream.get("color_space"),
+        "color_transfer": stream.get("color_transfer"),
+        "color_primaries": stream.get("color_primaries"),
+        "color_range": stream.get("color_range"),
     }
 
 
