@@ -163,6 +163,52 @@ def _codec_args(output):
     return args
 
 
+def _source_chains(spec, segments):
+    # type: (Dict[str, Any], List[Dict[str, Any]]) -> List[str]
+    """Per source: fit each segment onto its region, join, renumber, hold to the end.
+
+    Frames are numbered afresh at the frame rate: a one-image input has no
+    duration, so concat alone would give consecutive segments the same
+    timestamps and ffmpeg would drop them.
+    """
+    rate = spec["frame_rate"]
+    canvas = spec["canvas"]
+    chains = []  # type: List[str]
+    for source_index, source in enumerate(spec["sources"]):
+        area = source.get("region") or canvas
+        fit = fit_filter(area["width"], area["height"], area["fit"], area["background"])
+        inputs = [index for index, segment in enumerate(segments)
+                  if segment.get("source", 0) == source_index]
+        for index in inputs:
+            chains.append("[%d:v]%s,format=rgb24[v%d]" % (index, fit, index))
+        joined = "".join("[v%d]" % index for index in inputs)
+        concat = "concat=n=%d:v=1:a=0," % len(inputs) if len(inputs) > 1 else ""
+        frames = sum(frame.get("repeat", 1) for frame in source["frames"])
+        hold = spec["frames_total"] - frames
+        pad = ",tpad=stop_mode=clone:stop=%d" % hold if hold > 0 else ""
+        chains.append("%s%ssetpts=N/(%s*TB)%s[src%d]" % (joined, concat, rate, pad,
+                                                         source_index))
+    return chains
+
+
+def _composition(spec):
+    # type: (Dict[str, Any]) -> List[str]
+    """Overlay every source at its region, lowest ``z`` first, on a plain canvas."""
+    canvas = spec["canvas"]
+    rate = spec["frame_rate"]
+    chains = ["color=c=%s:s=%dx%d:r=%s,trim=end_frame=%d,setpts=N/(%s*TB),format=rgb24[c0]"
+              % (canvas["background"], canvas["width"], canvas["height"], rate,
+                 spec["frames_total"], rate)]
+    order = sorted(range(len(spec["sources"])),
+                   key=lambda i: (spec["sources"][i]["region"]["z"], i))
+    for step, source_index in enumerate(order):
+        region = spec["sources"][source_index]["region"]
+        chains.append("[c%d][src%d]overlay=x=%d:y=%d:format=rgb:eof_action=repeat[c%d]" % (
+            step, source_index, region["x"], region["y"], step + 1))
+    chains[-1] = chains[-1][:-len("[c%d]" % len(order))] + ",format=rgb24"
+    return chains
+
+
 def job_argv(ffmpeg, spec, segments, paths):
     # type: (str, Dict[str, Any], List[Dict[str, Any]], List[str]) -> List[str]
     """The one ffmpeg command that decodes every frame once and writes every output.
@@ -182,20 +228,18 @@ def job_argv(ffmpeg, spec, segments, paths):
     for segment in segments:
         argv += ["-f", "image2", "-framerate", rate, "-start_number", "0",
                  "-i", segment["pattern"]]
-    fit = fit_filter(canvas["width"], canvas["height"], canvas["fit"], canvas["background"])
-    chains = ["[%d:v]%s,format=rgb24[v%d]" % (index, fit, index)
-              for index in range(len(segments))]
-    joined = "".join("[v%d]" % index for index in range(len(segments)))
-    concat = "concat=n=%d:v=1:a=0," % len(segments) if len(segments) > 1 else ""
-    # Number frames afresh: a one-image input has no duration, so concat alone
-    # would give consecutive segments the same timestamps and ffmpeg drops them.
     outputs = spec["outputs"]
     order = sorted(range(len(outputs)), key=lambda i: outputs[i]["kind"] != "video")
     counter = outputs[order[0]]["kind"] != "video"
     branches = len(outputs) + (1 if counter else 0)
-    chains.append("%s%ssetpts=N/(%s*TB)%s" % (
-        joined, concat, rate, "[base]" if branches == 1 else
-        ",split=%d%s" % (branches, "".join("[b%d]" % i for i in range(branches)))))
+    fan_out = "[base]" if branches == 1 else \
+        ",split=%d%s" % (branches, "".join("[b%d]" % i for i in range(branches)))
+    chains = _source_chains(spec, segments)
+    if len(spec["sources"]) == 1 and spec["sources"][0].get("region") is None:
+        chains[-1] = chains[-1][:-len("[src0]")] + fan_out
+    else:
+        chains += _composition(spec)
+        chains[-1] += fan_out
     mapped = []  # type: List[List[str]]
     if counter:
         chains.append("[b%d]null[count]" % len(outputs))

@@ -47,7 +47,7 @@ _PERCENT = re.compile(r"^([0-9]{1,3}(\.[0-9]+)?)%$")
 
 JOB_FIELDS = ("content-type", "images", "frame-rate", "durations", "width", "height",
               "fit", "background", "codec", "crf", "bitrate", "preset", "speed",
-              "pixel-format", "gop", "outputs", "poster", "contact-sheet", "gif")
+              "pixel-format", "gop", "outputs", "poster", "contact-sheet", "gif", "layout")
 VIDEO_FIELDS = ("name", "kind", "content-type", "width", "height", "fit", "background",
                 "codec", "crf", "bitrate", "preset", "speed", "pixel-format", "gop")
 STILL_FIELDS = {
@@ -201,11 +201,16 @@ def _mtime(path):
         return 0.0
 
 
-def inspect(paths, field="images"):
-    # type: (List[Any], str) -> List[Dict[str, Any]]
-    """Check every image before anything starts; report all that are bad."""
+def inspect(paths, field="images", failures=None):
+    # type: (List[Any], str, Optional[List[Dict[str, Any]]]) -> List[Dict[str, Any]]
+    """Check every image before anything starts; report all that are bad.
+
+    With ``failures``, problems are appended there for the caller to raise
+    (a layout checks all its sources first); otherwise they raise here.
+    """
     frames = []  # type: List[Dict[str, Any]]
-    failures = []  # type: List[Dict[str, Any]]
+    collect = failures is not None
+    failures = failures if failures is not None else []
     for index, path in enumerate(paths):
         try:
             files.absolute(path, "%s[%d]" % (field, index))
@@ -217,10 +222,15 @@ def inspect(paths, field="images"):
             continue
         frames.append({"path": path, "kind": info.kind, "width": info.width,
                        "height": info.height, "layout": info.layout})
-    if failures:
-        raise protocol.AgentError(protocol.BAD_IMAGES, failures[0]["message"],
-                                  {"count": len(failures), "bad": failures[:MAX_REPORTED]})
+    if failures and not collect:
+        raise_bad_images(failures)
     return frames
+
+
+def raise_bad_images(failures):
+    # type: (List[Dict[str, Any]]) -> None
+    raise protocol.AgentError(protocol.BAD_IMAGES, failures[0]["message"],
+                              {"count": len(failures), "bad": failures[:MAX_REPORTED]})
 
 
 def repeats(durations, count, rate):
@@ -489,6 +499,147 @@ def plan_outputs(args, canvas, frame_count, rate, ffmpeg_info, notes):
     return outputs
 
 
+# -- compositions ------------------------------------------------------------------
+
+LAYOUT_FIELDS = ("type", "width", "height", "resolution", "background", "fit", "gap",
+                 "max_columns", "max_rows", "sources", "regions")
+SOURCE_FIELDS = ("images", "label")
+REGION_FIELDS = ("images", "label", "x_pos", "y_pos", "z_pos", "width", "height", "fit",
+                 "background")
+_RESOLUTION = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
+
+
+def _label(values, where):
+    # type: (Dict[str, Any], str) -> Optional[str]
+    label = values.get("label")
+    if label is None:
+        return None
+    if not isinstance(label, str) or not label.strip() or len(label) > 200 or "\x00" in label:
+        raise bad(_join(where, "label"), "%s must be text of 1 to 200 characters."
+                  % _join(where, "label"))
+    return label
+
+
+def _canvas_size(layout, default):
+    # type: (Dict[str, Any], Optional[Tuple[int, int]]) -> Tuple[int, int]
+    resolution = layout.get("resolution")
+    if resolution is not None:
+        if layout.get("width") is not None or layout.get("height") is not None:
+            raise bad("layout.resolution", "Give layout.resolution or layout.width and "
+                      "layout.height, not both.")
+        match = _RESOLUTION.match(str(resolution))
+        if match is None or max(int(match.group(1)), int(match.group(2))) > MAX_SIDE:
+            raise bad("layout.resolution", "layout.resolution must be WIDTHxHEIGHT such as "
+                      "\"1280x720\" (at most %d a side), got %r." % (MAX_SIDE, resolution))
+        return even(int(match.group(1))), even(int(match.group(2)))
+    width = _integer(layout, "width", "layout", 2, MAX_SIDE)
+    height = _integer(layout, "height", "layout", 2, MAX_SIDE)
+    if width and height:
+        return even(width), even(height)
+    if default is None or width or height:
+        raise bad("layout.width", "layout needs its size: width and height, or resolution "
+                  "such as \"1280x720\".")
+    return default
+
+
+def plan_layout(layout, failures):
+    # type: (Any, List[Dict[str, Any]]) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]
+    """The canvas and one source per region of a composition."""
+    if not isinstance(layout, dict):
+        raise bad("layout", "layout must be an object with type \"grid\" or \"regions\".")
+    _check_fields(layout, LAYOUT_FIELDS, "layout")
+    kind = _choice(layout, "type", "layout", ("grid", "regions"), None)
+    if kind is None:
+        raise bad("layout.type", "layout.type must be \"grid\" or \"regions\".")
+    background = colour(layout, "layout")
+    fit = _choice(layout, "fit", "layout", FITS, "contain")
+    assert fit is not None
+    key = "sources" if kind == "grid" else "regions"
+    items = layout.get(key)
+    if not isinstance(items, list) or not items or len(items) > 64:
+        raise bad("layout." + key, "layout.%s must list 1 to 64 %s, each with its own "
+                  "images." % (key, key))
+    other = "regions" if kind == "grid" else "sources"
+    if layout.get(other) is not None:
+        raise bad("layout." + other, "A %s layout takes %s, not %s." % (kind, key, other))
+    sources = []  # type: List[Dict[str, Any]]
+    for index, item in enumerate(items):
+        where = "layout.%s.%d" % (key, index)
+        if not isinstance(item, dict):
+            raise bad(where, "%s must be an object with images." % where)
+        _check_fields(item, SOURCE_FIELDS if kind == "grid" else REGION_FIELDS, where)
+        paths = expand(item.get("images"), where + ".images")
+        frames = inspect(paths, where + ".images", failures)
+        for frame in frames:
+            frame["repeat"] = 1
+        sources.append({"frames": frames, "label": _label(item, where), "item": item,
+                        "where": where})
+    if failures:
+        raise_bad_images(failures)
+    if kind == "grid":
+        canvas, regions = _grid(layout, sources, fit, background)
+    else:
+        canvas = {"width": 0, "height": 0, "fit": fit, "background": background}
+        canvas["width"], canvas["height"] = _canvas_size(layout, None)
+        regions = [_region(source["item"], source["where"], index, canvas, fit, background)
+                   for index, source in enumerate(sources)]
+    for source, region in zip(sources, regions):
+        source["region"] = region
+        del source["item"], source["where"]
+    return canvas, sources
+
+
+def _grid(layout, sources, fit, background):
+    # type: (Dict[str, Any], List[Dict[str, Any]], str, str) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]
+    count = len(sources)
+    square = 1
+    while square * square < count:
+        square += 1
+    max_columns = _integer(layout, "max_columns", "layout", 1, 64, square)
+    assert max_columns is not None
+    columns = min(count, max_columns)
+    rows = (count + columns - 1) // columns
+    max_rows = _integer(layout, "max_rows", "layout", 1, 64, rows)
+    assert max_rows is not None
+    if rows > max_rows:
+        raise bad("layout.max_rows", "%d sources need %d rows of %d columns; raise "
+                  "layout.max_rows or layout.max_columns." % (count, rows, columns))
+    gap = _integer(layout, "gap", "layout", 0, 1000, 0)
+    assert gap is not None
+    first = sources[0]["frames"][0]
+    default = (even(columns * first["width"] + gap * (columns - 1)),
+               even(rows * first["height"] + gap * (rows - 1)))
+    if max(default) > MAX_SIDE:
+        scale = MAX_SIDE / float(max(default))
+        default = (even(default[0] * scale), even(default[1] * scale))
+    width, height = _canvas_size(layout, default)
+    cell_w = (width - gap * (columns - 1)) // columns
+    cell_h = (height - gap * (rows - 1)) // rows
+    if cell_w < 2 or cell_h < 2:
+        raise bad("layout.gap", "With gap %d a %dx%d canvas leaves no room for %d columns "
+                  "and %d rows." % (gap, width, height, columns, rows))
+    regions = [{"x": (index % columns) * (cell_w + gap), "y": (index // columns) * (cell_h + gap),
+                "z": index, "width": cell_w, "height": cell_h, "fit": fit,
+                "background": background} for index in range(count)]
+    return {"width": width, "height": height, "fit": fit, "background": background}, regions
+
+
+def _region(item, where, index, canvas, fit, background):
+    # type: (Dict[str, Any], str, int, Dict[str, Any], str, str) -> Dict[str, Any]
+    for key in ("x_pos", "y_pos", "width", "height"):
+        if item.get(key) is None:
+            raise bad(_join(where, key), "%s is required for a region (x_pos, y_pos, width, "
+                      "height in pixels of the canvas)." % _join(where, key))
+    x = _integer(item, "x_pos", where, 0, canvas["width"] - 1)
+    y = _integer(item, "y_pos", where, 0, canvas["height"] - 1)
+    width = _integer(item, "width", where, 2, MAX_SIDE)
+    height = _integer(item, "height", where, 2, MAX_SIDE)
+    z = _integer(item, "z_pos", where, -1000, 1000, index)
+    return {"x": x, "y": y, "z": z, "width": width, "height": height,
+            "fit": _choice(item, "fit", where, FITS, fit),
+            "background": colour(item, where, background)}
+
+
 # -- the whole request ------------------------------------------------------------
 
 def build_spec(args, ffmpeg_info):
@@ -496,29 +647,39 @@ def build_spec(args, ffmpeg_info):
     """Validate ``args`` (a create-video request) and return the job spec."""
     _check_fields({key: args[key] for key in args if key != "job"}, JOB_FIELDS, "")
     rate = frame_rate(args.get("frame-rate"))
-    paths = expand(args.get("images"))
-    frames = inspect(paths)
-    held = repeats(args.get("durations"), len(frames), rate)
-    for index, frame in enumerate(frames):
-        frame["repeat"] = held[index]
-    frame_count = sum(held)
     notes = []  # type: List[str]
-    first = frames[0]
-    width, height = target_size(args, "", first["width"], first["height"])
-    canvas = {"width": width, "height": height,
-              "fit": _choice(args, "fit", "", FITS, "contain"),
-              "background": colour(args, "")}
+    layout = args.get("layout")
+    if layout is not None:
+        for key in ("images", "durations"):
+            if args.get(key) is not None:
+                raise bad(key, "%s cannot be combined with layout: each layout source has "
+                          "its own images." % key)
+        canvas, sources = plan_layout(layout, [])
+        frame_count = max(len(source["frames"]) for source in sources)
+    else:
+        frames = inspect(expand(args.get("images")))
+        held = repeats(args.get("durations"), len(frames), rate)
+        for index, frame in enumerate(frames):
+            frame["repeat"] = held[index]
+        frame_count = sum(held)
+        first = frames[0]
+        width, height = target_size(args, "", first["width"], first["height"])
+        canvas = {"width": width, "height": height,
+                  "fit": _choice(args, "fit", "", FITS, "contain"),
+                  "background": colour(args, "")}
+        sources = [{"frames": frames, "region": None, "label": None}]
     outputs = plan_outputs(args, canvas, frame_count, rate, ffmpeg_info, notes)
-    # The canvas is the first video's size (already within its codec's limits).
-    for output in outputs:
-        if output["kind"] == "video":
-            canvas["width"], canvas["height"] = output["width"], output["height"]
-            break
+    if layout is None:
+        # Fit frames once: the canvas is the first video's size (within its limits).
+        for output in outputs:
+            if output["kind"] == "video":
+                canvas["width"], canvas["height"] = output["width"], output["height"]
+                break
     return {
         "frame_rate": rate_text(rate),
         "frames_total": frame_count,
         "canvas": canvas,
-        "sources": [{"frames": frames}],
+        "sources": sources,
         "outputs": outputs,
         "notes": notes,
     }

@@ -76,7 +76,7 @@ class Runner(object):
         root = self._path("frames")
         os.mkdir(root, 0o700)
         segments = []  # type: List[Dict[str, Any]]
-        for source in self.spec["sources"]:
+        for source_index, source in enumerate(self.spec["sources"]):
             key = None
             directory = ""
             number = 0
@@ -88,7 +88,7 @@ class Runner(object):
                     directory = os.path.join(root, "s%05d" % len(segments))
                     os.mkdir(directory)
                     extension = "png" if frame["kind"] == "png" else "jpg"
-                    segments.append({"pattern": os.path.join(
+                    segments.append({"source": source_index, "pattern": os.path.join(
                         ffmpeg.pattern_escape(directory), "%08d." + extension)})
                     number = 0
                 for _ in range(frame.get("repeat", 1)):

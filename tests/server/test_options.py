@@ -375,3 +375,81 @@ def test_output_option_errors(local, images: Path) -> None:
     ]
     for extra, pointer, message in cases:
         assert rejected(local, {**base, **extra}) == (pointer, message), extra
+
+
+# -- compositions ----------------------------------------------------------------------
+
+def sequence(directory: Path, prefix: str, colours: list[tuple[int, int, int]],
+             size: tuple[int, int] = (64, 48)) -> list[str]:
+    return solid_frames(directory, colours, names=[f"{prefix}{i}.png" for i in
+                                                   range(len(colours))], size=size)
+
+
+def test_grid_places_each_sequence_and_holds_the_shorter_ones(local, images: Path,
+                                                              tmp_path: Path) -> None:
+    a = sequence(images, "a", [RED, (200, 0, 0)])
+    b = sequence(images, "b", [GREEN, (0, 200, 0), (0, 150, 0), (0, 100, 0)])
+    c = sequence(images, "c", [BLUE, (0, 0, 200), (0, 0, 150)])
+    status = create(local, {"content-type": "video/mp4", "layout": {
+        "type": "grid", "max_columns": 2, "gap": 4, "background": "white",
+        "sources": [{"images": a}, {"images": b}, {"images": c}]}})
+    assert status["frames_total"] == 4
+    target = fetch(local, status["outputs"][0]["url"], tmp_path / "grid.mp4")
+    info = probe(target)
+    # two columns, two rows of 64x48 cells with a 4-pixel gap
+    assert (info["width"], info["height"], info["frames"]) == (132, 100, 4)
+    frames = decode_frames(target, 132, 100)
+    centres = {"a": (32, 24), "b": (100, 24), "c": (32, 76)}
+    expected_a = [RED, (200, 0, 0), (200, 0, 0), (200, 0, 0)]  # held after its 2 frames
+    expected_c = [BLUE, (0, 0, 200), (0, 0, 150), (0, 0, 150)]
+    for index, frame in enumerate(frames):
+        assert close(frame.getpixel(centres["a"]), expected_a[index], 12), index
+        assert close(frame.getpixel(centres["c"]), expected_c[index], 12), index
+    assert close(frames[3].getpixel(centres["b"]), (0, 100, 0), 12)
+    assert close(frames[0].getpixel((100, 76)), (255, 255, 255), 12)  # the empty fourth cell
+
+
+def test_regions_overlap_by_z_pos(local, images: Path, tmp_path: Path) -> None:
+    below = sequence(images, "below", [RED] * 3)
+    above = sequence(images, "above", [BLUE] * 3)
+    status = create(local, {"content-type": "video/mp4", "layout": {
+        "type": "regions", "resolution": "200x100", "regions": [
+            {"images": above, "x_pos": 60, "y_pos": 20, "width": 80, "height": 60,
+             "z_pos": 2},
+            {"images": below, "x_pos": 0, "y_pos": 0, "width": 120, "height": 90,
+             "z_pos": 1, "fit": "stretch"},
+        ]}})
+    target = fetch(local, status["outputs"][0]["url"], tmp_path / "regions.mp4")
+    assert (probe(target)["width"], probe(target)["height"]) == (200, 100)
+    frame = decode_frames(target, 200, 100)[0]
+    assert close(frame.getpixel((20, 20)), RED, 12)      # only the lower region
+    assert close(frame.getpixel((100, 50)), BLUE, 12)    # the overlap: z_pos 2 wins
+    assert close(frame.getpixel((180, 90)), (0, 0, 0), 12)  # outside both: background
+
+
+def test_layout_errors(local, images: Path) -> None:
+    frames = sequence(images, "x", [RED])
+    grid = {"type": "grid", "sources": [{"images": frames}] * 5, "max_columns": 2,
+            "max_rows": 2}
+    cases = [
+        ({"type": "mosaic", "sources": [{"images": frames}]}, "/layout/type",
+         "layout.type must be one of grid, regions, got 'mosaic'."),
+        (grid, "/layout/max_rows",
+         "5 sources need 3 rows of 2 columns; raise layout.max_rows or layout.max_columns."),
+        ({"type": "regions", "regions": [{"images": frames, "x_pos": 0, "y_pos": 0,
+                                          "width": 10, "height": 10}]}, "/layout/width",
+         "layout needs its size: width and height, or resolution such as \"1280x720\"."),
+        ({"type": "regions", "resolution": "100x100", "regions": [
+            {"images": frames, "x_pos": 0, "width": 10, "height": 10}]},
+         "/layout/regions/0/y_pos", "layout.regions.0.y_pos is required for a region "
+                                    "(x_pos, y_pos, width, height in pixels of the canvas)."),
+        ({"type": "grid", "sources": [{"images": frames}, {"images": ["/nope.png"]}]},
+         "/layout/sources/1/images/0", "File not found: /nope.png"),
+    ]
+    for layout, pointer, message in cases:
+        assert rejected(local, {"content-type": "video/mp4", "layout": layout}) == (
+            pointer, message), layout
+    assert rejected(local, {"content-type": "video/mp4", "images": frames,
+                            "layout": grid}) == (
+        "/images", "images cannot be combined with layout: each layout source has its own "
+                   "images.")
