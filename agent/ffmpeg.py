@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from typing import Any, Dict, List, Optional, Sequence  # noqa: F401 (type comments)
 
-from . import protocol
+from . import protocol, text
 
 # Encoders framewire knows how to drive, by the codec name it exposes.
 KNOWN_ENCODERS = {
@@ -18,6 +18,8 @@ KNOWN_ENCODERS = {
     "av1": ["libsvtav1", "libaom-av1", "librav1e"],
 }
 CONTENT_TYPE_CODECS = {"video/mp4": "h264", "video/webm": "vp9"}
+# Filters that draw text: labels and frame numbers (libfreetype), file names (libass).
+TEXT_FILTERS = ("drawtext", "subtitles")
 
 
 def find_ffmpeg():
@@ -33,7 +35,7 @@ def describe(path):
     # type: (Optional[str]) -> Dict[str, Any]
     """Version and usable encoders of the ffmpeg at ``path``."""
     if path is None:
-        return {"path": None, "version": None, "encoders": {}}
+        return {"path": None, "version": None, "encoders": {}, "filters": []}
     version = _run([path, "-hide_banner", "-version"]).split("\n", 1)[0]
     listing = _run([path, "-hide_banner", "-encoders"])
     names = set(re.findall(r"^\s*V\S*\s+(\S+)", listing, re.MULTILINE))
@@ -43,7 +45,11 @@ def describe(path):
         if found:
             encoders[codec] = found[0]
     match = re.match(r"ffmpeg version (\S+)", version)
-    return {"path": path, "version": match.group(1) if match else version, "encoders": encoders}
+    filter_list = _run([path, "-hide_banner", "-filters"])
+    filters = sorted(name for name in TEXT_FILTERS
+                     if re.search(r"^\s*\S+\s+%s\s" % name, filter_list, re.MULTILINE))
+    return {"path": path, "version": match.group(1) if match else version,
+            "encoders": encoders, "filters": filters}
 
 
 def _run(argv):
@@ -186,8 +192,12 @@ def _source_chains(spec, segments):
         frames = sum(frame.get("repeat", 1) for frame in source["frames"])
         hold = spec["frames_total"] - frames
         pad = ",tpad=stop_mode=clone:stop=%d" % hold if hold > 0 else ""
-        chains.append("%s%ssetpts=N/(%s*TB)%s[src%d]" % (joined, concat, rate, pad,
-                                                         source_index))
+        extra = [text.label_filter(source_index, text.font_size(spec))] \
+            if source.get("label") else []
+        if source.get("region") is None:  # the only source: burn-in goes on it
+            extra += text.burn_in_filters(spec)
+        chains.append("%s%ssetpts=N/(%s*TB)%s%s[src%d]" % (
+            joined, concat, rate, pad, "".join("," + f for f in extra), source_index))
     return chains
 
 
@@ -205,7 +215,8 @@ def _composition(spec):
         region = spec["sources"][source_index]["region"]
         chains.append("[c%d][src%d]overlay=x=%d:y=%d:format=rgb:eof_action=repeat[c%d]" % (
             step, source_index, region["x"], region["y"], step + 1))
-    chains[-1] = chains[-1][:-len("[c%d]" % len(order))] + ",format=rgb24"
+    burn_in = "".join("," + f for f in text.burn_in_filters(spec))
+    chains[-1] = chains[-1][:-len("[c%d]" % len(order))] + ",format=rgb24" + burn_in
     return chains
 
 

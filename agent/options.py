@@ -13,7 +13,7 @@ import re
 from fractions import Fraction
 from typing import Any, Dict, List, Optional, Tuple  # noqa: F401 (type comments)
 
-from . import ffmpeg, files, protocol
+from . import ffmpeg, files, protocol, text
 
 MAX_REPORTED = 100
 MAX_SIDE = 16384
@@ -42,12 +42,14 @@ LEVEL_LIMITS = {
 ENCODER_MINIMUM = {"libsvtav1": 64}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _COLOUR = re.compile(r"^(#[0-9a-fA-F]{6}|black|white|gray|grey|red|green|blue)$")
-_BITRATE = re.compile(r"^([1-9][0-9]{0,9})([kKmM]?)$")
+_BITRATE = re.compile(r"^([0-9]{1,10}(\.[0-9]{1,6})?)([kKmM]?)$")
+_PYTHON_WORDS = re.compile(r"\bgot (None|True|False)\b")
 _PERCENT = re.compile(r"^([0-9]{1,3}(\.[0-9]+)?)%$")
 
 JOB_FIELDS = ("content-type", "images", "frame-rate", "durations", "width", "height",
               "fit", "background", "codec", "crf", "bitrate", "preset", "speed",
-              "pixel-format", "gop", "outputs", "poster", "contact-sheet", "gif", "layout")
+              "pixel-format", "gop", "outputs", "poster", "contact-sheet", "gif", "layout",
+              "burn-in")
 VIDEO_FIELDS = ("name", "kind", "content-type", "width", "height", "fit", "background",
                 "codec", "crf", "bitrate", "preset", "speed", "pixel-format", "gop")
 STILL_FIELDS = {
@@ -61,6 +63,10 @@ STILL_FIELDS = {
 
 def bad(field, message):
     # type: (str, str) -> protocol.AgentError
+    """A bad-request error for ``field``; values are shown as JSON would write them."""
+    message = _PYTHON_WORDS.sub(
+        lambda match: "got " + {"None": "null", "True": "true", "False": "false"}[
+            match.group(1)], message)
     return protocol.AgentError(protocol.BAD_REQUEST, message, {"field": field})
 
 
@@ -326,12 +332,7 @@ def video_output(values, where, name, canvas, ffmpeg_info, notes):
     if bitrate is not None:
         if crf is not None:
             raise bad(_join(where, "bitrate"), "Give crf or bitrate, not both.")
-        match = _BITRATE.match(str(bitrate)) if not isinstance(bitrate, bool) else None
-        if match is None:
-            raise bad(_join(where, "bitrate"), "%s must be bits per second such as 2500000, "
-                      "\"2500k\" or \"2.5M\" written as \"2500k\", got %r."
-                      % (_join(where, "bitrate"), bitrate))
-        bitrate = match.group(1) + match.group(2).lower()
+        bitrate = bits_per_second(bitrate, _join(where, "bitrate"))
     if codec == "h264":
         preset = _choice(values, "preset", where, H264_PRESETS, "medium")
         if values.get("speed") is not None:
@@ -398,6 +399,7 @@ def still_output(kind, values, where, name, canvas, frame_count, rate):
                                        frame_count, rate)
         output["width"], output["height"] = target_size(values, where, canvas["width"],
                                                         canvas["height"])
+        output["canvas_size"] = values.get("width") is None and values.get("height") is None
         return output
     count = _integer(values, "frames", where, 1, MAX_SHEET_FRAMES, 12)
     assert count is not None
@@ -421,6 +423,19 @@ def still_output(kind, values, where, name, canvas, frame_count, rate):
         "width": cell_w, "height": cell_h, "fit": "cover" if crop else "contain",
     })
     return output
+
+
+def bits_per_second(value, field):
+    # type: (Any, str) -> str
+    """2500000, "2500k" or "2.5M" as a whole number of bits per second."""
+    match = _BITRATE.match(str(value)) if not isinstance(value, bool) else None
+    if match is not None:
+        scale = {"": 1, "k": 1000, "m": 1000000}[match.group(3).lower()]
+        bits = int(float(match.group(1)) * scale)
+        if 1000 <= bits <= 10 ** 10:
+            return str(bits)
+    raise bad(field, "%s must be bits per second from 1000 to 10000000000, such as 2500000, "
+              "\"2500k\" or \"2.5M\", got %r." % (field, value))
 
 
 def poster_frame(at, field, frame_count, rate):
@@ -454,6 +469,12 @@ def plan_outputs(args, canvas, frame_count, rate, ffmpeg_info, notes):
     if args.get("content-type") is not None:
         top = {key: args[key] for key in VIDEO_FIELDS if key in args}
         requested.append(("", dict(top, name="video", kind="video")))
+    else:
+        stray = [key for key in ("codec", "crf", "bitrate", "preset", "speed", "pixel-format",
+                                 "gop") if key in args]
+        if stray:
+            raise bad(stray[0], "%s applies to the top-level video, which needs content-type; "
+                      "add content-type or move it into an entry of outputs." % stray[0])
     extra = args.get("outputs")
     if extra is not None:
         if not isinstance(extra, list) or not extra:
@@ -470,6 +491,9 @@ def plan_outputs(args, canvas, frame_count, rate, ffmpeg_info, notes):
             value = {}
         if not isinstance(value, dict):
             raise bad(kind, "%s must be true or an object of options." % kind)
+        if value.get("kind", kind) != kind:
+            raise bad(kind + ".kind", "%s.kind can only be %r here; list other kinds in "
+                      "outputs." % (kind, kind))
         requested.append((kind, dict(value, kind=kind, name=value.get("name", kind))))
     if not requested:
         raise bad("content-type", "content-type is required (video/mp4 or video/webm) "
@@ -640,6 +664,56 @@ def _region(item, where, index, canvas, fit, background):
             "background": colour(item, where, background)}
 
 
+# -- text on frames -------------------------------------------------------------------
+
+def plan_text(args, sources, ffmpeg_info):
+    # type: (Dict[str, Any], List[Dict[str, Any]], Dict[str, Any]) -> Optional[Dict[str, Any]]
+    """Validate ``burn-in`` and check the remote ffmpeg can draw what is asked."""
+    burn_in = args.get("burn-in")
+    needs = set()
+    if any(source.get("label") for source in sources):
+        needs.add(("drawtext", "layout"))
+    if burn_in is not None:
+        if not isinstance(burn_in, dict):
+            raise bad("burn-in", "burn-in must be an object such as {\"frame-number\": true, "
+                      "\"filename\": true, \"position\": \"bottom-left\"}.")
+        _check_fields(burn_in, ("frame-number", "filename", "position", "size"), "burn-in")
+        for key in ("frame-number", "filename"):
+            if not isinstance(burn_in.get(key, False), bool):
+                raise bad("burn-in." + key, "burn-in.%s must be true or false." % key)
+        if not burn_in.get("frame-number") and not burn_in.get("filename"):
+            raise bad("burn-in", "burn-in needs \"frame-number\": true, \"filename\": true, "
+                      "or both.")
+        if burn_in.get("filename") and len(sources) > 1:
+            raise bad("burn-in.filename", "File names cannot be burnt into a layout; label "
+                      "its regions instead.")
+        burn_in = {
+            "frame-number": burn_in.get("frame-number", False),
+            "filename": burn_in.get("filename", False),
+            "position": _choice(burn_in, "position", "burn-in", text.POSITIONS, "bottom-left"),
+            "size": _integer(burn_in, "size", "burn-in", 6, 400),
+        }
+        if burn_in["frame-number"]:
+            needs.add(("drawtext", "burn-in.frame-number"))
+        if burn_in["filename"]:
+            needs.add(("subtitles", "burn-in.filename"))
+    available = set(ffmpeg_info.get("filters") or [])
+    for name, field in sorted(needs):
+        if name not in available:
+            raise protocol.AgentError(
+                protocol.MISSING_FILTER, "The remote ffmpeg has no %s filter, needed for %s."
+                % (name, field), {"field": field, "hint": "Use an ffmpeg built with %s, "
+                                  "or leave out %s." % ("libfreetype" if name == "drawtext"
+                                                        else "libass", field)})
+    if needs and text.font_data() is None:
+        raise protocol.AgentError(
+            protocol.MISSING_FILTER, "The agent has no font to draw %s with."
+            % sorted(needs)[0][1], {"field": sorted(needs)[0][1],
+                                    "hint": "Install framewire with its font-roboto "
+                                            "dependency, or set FRAMEWIRE_FONT."})
+    return burn_in
+
+
 # -- the whole request ------------------------------------------------------------
 
 def build_spec(args, ffmpeg_info):
@@ -668,6 +742,7 @@ def build_spec(args, ffmpeg_info):
                   "fit": _choice(args, "fit", "", FITS, "contain"),
                   "background": colour(args, "")}
         sources = [{"frames": frames, "region": None, "label": None}]
+    burn_in = plan_text(args, sources, ffmpeg_info)
     outputs = plan_outputs(args, canvas, frame_count, rate, ffmpeg_info, notes)
     if layout is None:
         # Fit frames once: the canvas is the first video's size (within its limits).
@@ -675,11 +750,15 @@ def build_spec(args, ffmpeg_info):
             if output["kind"] == "video":
                 canvas["width"], canvas["height"] = output["width"], output["height"]
                 break
+        for output in outputs:
+            if output.pop("canvas_size", False):
+                output["width"], output["height"] = canvas["width"], canvas["height"]
     return {
         "frame_rate": rate_text(rate),
         "frames_total": frame_count,
         "canvas": canvas,
         "sources": sources,
         "outputs": outputs,
+        "burn_in": burn_in,
         "notes": notes,
     }

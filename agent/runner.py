@@ -8,9 +8,10 @@ import os
 import signal
 import subprocess
 import time
+from fractions import Fraction
 from typing import Any, Dict, List, Optional  # noqa: F401 (type comments)
 
-from . import ffmpeg, jobs
+from . import ffmpeg, jobs, text
 
 STDERR_TAIL = 4000
 WRITE_INTERVAL = 0.25
@@ -106,12 +107,16 @@ class Runner(object):
         partials = [self._path("partial.%d.%s" % (index, output["extension"]))
                     for index, output in enumerate(outputs)]
         argv = ffmpeg.job_argv(spec["ffmpeg"], spec, segments, partials)
+        text.write_assets(self.job_dir, spec, float(Fraction(spec["frame_rate"])))
         total = spec["frames_total"]
         self.status.update({"phase": "encoding", "message": "Encoding."})
         self._write()
         with open(self._path("ffmpeg.log"), "wb") as log:
+            # In the job directory: filters name the font and text files relatively,
+            # so no path ever needs filter-graph escaping.
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.PIPE, stderr=log)
+                                            stdout=subprocess.PIPE, stderr=log,
+                                            cwd=self.job_dir)
             if self.canceled:
                 self.process.terminate()
             assert self.process.stdout is not None

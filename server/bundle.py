@@ -12,6 +12,19 @@ from pathlib import Path
 
 import agent
 
+FONT_NAME = "fonts/Roboto-Regular.ttf"  # labels and burn-in text (Apache-2.0)
+
+
+def font_file() -> Path | None:
+    """The TTF the agent draws text with, from the font-roboto package."""
+    try:
+        import font_roboto
+    except ImportError:
+        return None
+    path = Path(font_roboto.__file__).parent / "files" / "Roboto-Regular.ttf"
+    return path if path.is_file() else None
+
+
 _MAIN = b"import sys\nfrom agent.__main__ import main\nsys.exit(main())\n"
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -48,5 +61,10 @@ def build() -> AgentBundle:
             info = zipfile.ZipInfo(f"agent/{source.name}", _EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, source.read_bytes())
+        font = font_file()
+        if font is not None:
+            info = zipfile.ZipInfo(f"agent/{FONT_NAME}", _EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, font.read_bytes())
     data = buffer.getvalue()
     return AgentBundle(data, hashlib.sha256(data).hexdigest())

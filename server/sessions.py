@@ -176,10 +176,11 @@ def agent_error(error: AgentError) -> errors.FramewireError:
     code = error.code
     if code in ("not-found", "is-directory", "access-denied", "not-an-image"):
         return errors.RemotePathError(error.message, code=code, hint=hint)
-    if code in ("no-ffmpeg", "no-encoder"):
-        return errors.RemoteSetupError(error.message, code=code, hint=hint)
+    field_name = details.get("field")
+    pointer = "/" + field_name.replace(".", "/") if isinstance(field_name, str) else None
+    if code in ("no-ffmpeg", "no-encoder", "missing-filter"):
+        return errors.RemoteSetupError(error.message, code=code, hint=hint, pointer=pointer)
     if code == "bad-request":
-        field_name = details.get("field")
         if isinstance(field_name, str):
             return errors.ValidationError(field_name, error.message)
         return errors.BadRequest(error.message)

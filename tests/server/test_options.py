@@ -220,7 +220,7 @@ def test_frames_beyond_the_level_are_scaled_down_with_a_note(local, images: Path
     ("video/mp4", {}, "h264", "yuv420p"),
     ("video/mp4", {"pixel-format": "yuv444p", "preset": "fast", "crf": 18}, "h264", "yuv444p"),
     ("video/webm", {"pixel-format": "yuv444p", "speed": 8}, "vp9", "yuv444p"),
-    ("video/webm", {"bitrate": "500k"}, "vp9", "yuv420p"),
+    ("video/webm", {"bitrate": "0.5M"}, "vp9", "yuv420p"),
     ("video/mp4", {"codec": "av1", "speed": 12, "width": 64}, "av1", "yuv420p"),
     ("video/webm", {"codec": "av1", "crf": 40, "width": 128}, "av1", "yuv420p"),
 ])
@@ -267,9 +267,11 @@ def test_quality_option_errors(local, images: Path) -> None:
     cases = [
         ({"crf": 60}, "/crf", "crf must be a whole number from 0 to 51, got 60."),
         ({"crf": 20, "bitrate": "1M"}, "/bitrate", "Give crf or bitrate, not both."),
-        ({"bitrate": "fast"}, "/bitrate", "bitrate must be bits per second such as 2500000, "
-                                          "\"2500k\" or \"2.5M\" written as \"2500k\", "
-                                          "got 'fast'."),
+        ({"bitrate": "fast"}, "/bitrate", "bitrate must be bits per second from 1000 to "
+                                          "10000000000, such as 2500000, \"2500k\" or "
+                                          "\"2.5M\", got 'fast'."),
+        ({"gop": None, "crf": True}, "/crf", "crf must be a whole number from 0 to 51, got "
+                                             "true."),
         ({"preset": "warp"}, "/preset", "preset must be one of ultrafast, superfast, "
                                         "veryfast, faster, fast, medium, slow, slower, "
                                         "veryslow, got 'warp'."),
@@ -340,6 +342,27 @@ def test_several_outputs_from_one_pass(local, images: Path, tmp_path: Path) -> N
     assert missing.headers["X-Slycat-Message"] == "Unknown output 'nope'."
 
 
+def test_video_options_without_a_top_level_video_are_refused(local, images: Path) -> None:
+    paths = solid_frames(images, [RED])
+    assert rejected(local, {"images": paths, "codec": "hevc", "poster": True}) == (
+        "/codec", "codec applies to the top-level video, which needs content-type; add "
+                  "content-type or move it into an entry of outputs.")
+
+
+def test_bitrate_is_bits_per_second(local, images: Path, tmp_path: Path) -> None:
+    paths = []
+    for index in range(25):  # noise: a bitrate cap is visible only on frames that need bits
+        path = images / f"noise{index}.png"
+        Image.frombytes("RGB", (320, 240), os.urandom(320 * 240 * 3)).save(path)
+        paths.append(str(path))
+    low = video(local, {"content-type": "video/mp4", "images": paths, "bitrate": "100k"},
+                tmp_path / "low.mp4")
+    high = video(local, {"content-type": "video/mp4", "images": paths, "bitrate": "2M"},
+                 tmp_path / "high.mp4")
+    assert low["frames"] == high["frames"] == 25
+    assert (tmp_path / "high.mp4").stat().st_size > 2 * (tmp_path / "low.mp4").stat().st_size
+
+
 def test_stills_only_job(local, images: Path, tmp_path: Path) -> None:
     paths = solid_frames(images, [RED, GREEN, BLUE], size=(64, 48))
     status = create(local, {"images": paths, "poster": {"at": 0.08}})
@@ -369,6 +392,8 @@ def test_output_option_errors(local, images: Path) -> None:
          "1/100 s)."),
         ({"contact-sheet": {"crop": "yes"}}, "/contact-sheet/crop",
          "contact-sheet.crop must be true or false."),
+        ({"poster": {"kind": "gif"}}, "/poster/kind",
+         "poster.kind can only be 'poster' here; list other kinds in outputs."),
         ({"outputs": [{"kind": "poster", "crf": 3}]}, "/outputs/0/crf",
          "Unknown option 'outputs.0.crf'; allowed here: at, background, content-type, fit, "
          "height, kind, name, width."),
@@ -453,3 +478,63 @@ def test_layout_errors(local, images: Path) -> None:
                             "layout": grid}) == (
         "/images", "images cannot be combined with layout: each layout source has its own "
                    "images.")
+
+
+# -- text on frames ------------------------------------------------------------------------
+
+def test_labels_and_burn_in_are_drawn(local, images: Path, tmp_path: Path) -> None:
+    """Text pixels appear where labels and burn-in go, and nowhere without them."""
+    a = sequence(images, "left", [(0, 0, 128)] * 3, size=(160, 120))
+    b = sequence(images, "right", [(0, 0, 128)] * 3, size=(160, 120))
+    plain = create(local, {"content-type": "video/mp4", "layout": {
+        "type": "grid", "sources": [{"images": a}, {"images": b}]}})
+    labelled = create(local, {"content-type": "video/mp4", "burn-in": {"frame-number": True},
+                              "layout": {"type": "grid", "sources": [
+                                  {"images": a, "label": "run A {\\N} ü"},
+                                  {"images": b, "label": "run B; $(x)"}]}})
+    before = decode_frames(fetch(local, plain["outputs"][0]["url"], tmp_path / "p.mp4"),
+                           320, 120)[0]
+    after = decode_frames(fetch(local, labelled["outputs"][0]["url"], tmp_path / "l.mp4"),
+                          320, 120)[0]
+
+    def bright(image: Image.Image, box: tuple[int, int, int, int]) -> int:
+        region = image.crop(box).convert("L")
+        return sum(1 for value in region.tobytes() if value > 160)
+
+    for box in ((4, 4, 80, 28), (164, 4, 240, 28), (4, 92, 60, 118)):  # labels, frame no.
+        assert bright(before, box) == 0
+        assert bright(after, box) > 10, box
+
+
+def test_filename_burn_in_follows_the_images(local, images: Path, tmp_path: Path) -> None:
+    names = ["alpha {\\n}.png", "beta.png"]
+    paths = solid_frames(images, [(0, 0, 0)] * 2, names=names, size=(320, 80))
+    status = create(local, {"content-type": "video/mp4", "images": paths,
+                            "durations": [0.2, 0.2],
+                            "burn-in": {"filename": True, "position": "top-left",
+                                        "size": 20}})
+    frames = decode_frames(fetch(local, status["outputs"][0]["url"], tmp_path / "f.mp4"),
+                           320, 80)
+    assert len(frames) == 10
+    widths = []
+    for frame in (frames[0], frames[9]):
+        columns = [x for x in range(320) if any(
+            frame.getpixel((x, y))[0] > 160 for y in range(4, 40))]
+        widths.append(max(columns) - min(columns))
+    assert widths[0] > widths[1] > 20  # "alpha {\n}.png" is wider than "beta.png"
+
+
+def test_burn_in_errors(local, images: Path) -> None:
+    paths = solid_frames(images, [RED])
+    base = {"content-type": "video/mp4", "images": paths}
+    cases = [
+        ({"burn-in": {}}, "/burn-in",
+         "burn-in needs \"frame-number\": true, \"filename\": true, or both."),
+        ({"burn-in": {"filename": True, "position": "middle"}}, "/burn-in/position",
+         "burn-in.position must be one of top-left, top-right, bottom-left, bottom-right, "
+         "got 'middle'."),
+        ({"burn-in": {"frame-number": "yes"}}, "/burn-in/frame-number",
+         "burn-in.frame-number must be true or false."),
+    ]
+    for extra, pointer, message in cases:
+        assert rejected(local, {**base, **extra}) == (pointer, message), extra

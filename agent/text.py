@@ -1,0 +1,132 @@
+"""Text drawn on frames: region labels, burnt-in frame numbers and file names.
+
+Labels and frame numbers use ffmpeg's drawtext with a text file (so the text
+is never parsed as filter syntax); file names change with every image, so
+they go into an ASS subtitle file rendered by the subtitles filter.  The
+font ships inside the agent's zipapp and is written next to the job.
+"""
+
+import os
+import pkgutil
+import re
+from typing import Any, Dict, List, Optional  # noqa: F401 (type comments)
+
+FONT_RESOURCE = "fonts/Roboto-Regular.ttf"
+FONT_FAMILY = "Roboto"
+MARGIN = 8
+POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
+_ASS_ALIGN = {"top-left": 7, "top-right": 9, "bottom-left": 1, "bottom-right": 3}
+_ASS_SPECIAL = re.compile(r"\\(?=[nNh{}])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def font_data():
+    # type: () -> Optional[bytes]
+    """The font's bytes: ``$FRAMEWIRE_FONT``, else the one bundled with the agent."""
+    configured = os.environ.get("FRAMEWIRE_FONT")
+    if configured:
+        try:
+            with open(configured, "rb") as handle:
+                return handle.read()
+        except OSError:
+            return None
+    try:
+        return pkgutil.get_data("agent", FONT_RESOURCE)
+    except OSError:
+        return None
+
+
+def font_size(spec):
+    # type: (Dict[str, Any]) -> int
+    burn_in = spec.get("burn_in") or {}
+    return burn_in.get("size") or max(12, spec["canvas"]["height"] // 24)
+
+
+def ass_text(text):
+    # type: (str) -> str
+    """Literal text for an ASS event: braces and backslash codes neutralised."""
+    text = _CONTROL.sub(" ", text)
+    text = _ASS_SPECIAL.sub("\\\\\u200b", text)
+    return text.replace("{", "\\{").replace("}", "\\}")
+
+
+def _ass_time(seconds):
+    # type: (float) -> str
+    centis = max(0, int(round(seconds * 100)))
+    return "%d:%02d:%02d.%02d" % (centis // 360000, centis // 6000 % 60, centis // 100 % 60,
+                                  centis % 100)
+
+
+def write_assets(job_dir, spec, rate):
+    # type: (str, Dict[str, Any], float) -> None
+    """Write the font, label files and the file-name subtitles a job draws."""
+    burn_in = spec.get("burn_in") or {}
+    labels = [source.get("label") for source in spec["sources"]]
+    if not burn_in and not any(labels):
+        return
+    data = font_data()
+    if data is None:
+        raise RuntimeError("the agent has no font to draw text with")
+    os.makedirs(os.path.join(job_dir, "fonts"), exist_ok=True)
+    with open(os.path.join(job_dir, FONT_RESOURCE), "wb") as handle:
+        handle.write(data)
+    for index, label in enumerate(labels):
+        if label:
+            with open(os.path.join(job_dir, "label-%d.txt" % index), "wb") as handle:
+                handle.write(label.encode("utf-8"))
+    if burn_in.get("frame-number"):
+        with open(os.path.join(job_dir, "frame-number.txt"), "w") as handle:
+            handle.write("%{eif:n+1:d}")
+    if burn_in.get("filename"):
+        _write_filenames(os.path.join(job_dir, "filenames.ass"), spec, burn_in, rate)
+
+
+def _write_filenames(path, spec, burn_in, rate):
+    # type: (str, Dict[str, Any], Dict[str, Any], float) -> None
+    canvas = spec["canvas"]
+    size = font_size(spec)
+    position = burn_in.get("position", "bottom-left")
+    # Leave room for the frame number on the same side.
+    vertical = MARGIN + (int(size * 1.4) if burn_in.get("frame-number") else 0)
+    half = 0.5 / rate
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("[Script Info]\nScriptType: v4.00+\nPlayResX: %d\nPlayResY: %d\n"
+                     "WrapStyle: 2\n\n" % (canvas["width"], canvas["height"]))
+        handle.write("[V4+ Styles]\nFormat: Name, Fontname, Fontsize, PrimaryColour, "
+                     "OutlineColour, BackColour, BorderStyle, Outline, Shadow, Alignment, "
+                     "MarginL, MarginR, MarginV\n")
+        handle.write("Style: Burn,%s,%d,&H00FFFFFF,&H80000000,&H80000000,3,2,0,%d,%d,%d,%d\n\n"
+                     % (FONT_FAMILY, size, _ASS_ALIGN[position], MARGIN, MARGIN, vertical))
+        handle.write("[Events]\nFormat: Layer, Start, End, Style, Text\n")
+        frame = 0
+        for image in spec["sources"][0]["frames"]:
+            held = image.get("repeat", 1)
+            start, end = frame / rate - half, (frame + held) / rate - half
+            handle.write("Dialogue: 0,%s,%s,Burn,%s\n" % (
+                _ass_time(start), _ass_time(end),
+                ass_text(os.path.basename(image["path"]))))
+            frame += held
+
+
+def label_filter(index, size):
+    # type: (int, int) -> str
+    return ("drawtext=fontfile=%s:textfile=label-%d.txt:expansion=none:x=%d:y=%d:"
+            "fontsize=%d:fontcolor=white:box=1:boxcolor=black@0.55:boxborderw=4"
+            % (FONT_RESOURCE, index, MARGIN, MARGIN, size))
+
+
+def burn_in_filters(spec):
+    # type: (Dict[str, Any]) -> List[str]
+    burn_in = spec.get("burn_in") or {}
+    filters = []
+    size = font_size(spec)
+    position = burn_in.get("position", "bottom-left")
+    if burn_in.get("frame-number"):
+        x = "%d" % MARGIN if position.endswith("left") else "w-tw-%d" % MARGIN
+        y = "h-th-%d" % MARGIN if position.startswith("bottom") else "%d" % MARGIN
+        filters.append("drawtext=fontfile=%s:textfile=frame-number.txt:x=%s:y=%s:"
+                       "fontsize=%d:fontcolor=white:box=1:boxcolor=black@0.55:boxborderw=4"
+                       % (FONT_RESOURCE, x, y, size))
+    if burn_in.get("filename"):
+        filters.append("subtitles=filenames.ass:fontsdir=fonts")
+    return filters
