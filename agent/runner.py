@@ -5,6 +5,7 @@ DIR``), so it outlives the agent and the SSH connection.  SIGTERM cancels.
 """
 
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -182,10 +183,28 @@ class Runner(object):
         # type: (str, str) -> None
         self.status.update({"status": state, "phase": "done", "message": message,
                             "eta_seconds": None})
+        self.status["runner_max_rss_kb"] = peak_memory_kb()
         if state == "succeeded":
             self.status["progress"] = 100.0
         self.status["events"]["completed"] = jobs.now()
         self._write()
+
+
+def peak_memory_kb():
+    # type: () -> int
+    """This process's peak resident memory in KiB, ffmpeg not included.
+
+    VmHWM belongs to the process image, so unlike ru_maxrss (kept across
+    exec) it does not count the agent this runner was forked from.
+    """
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main(job_dir):

@@ -130,6 +130,7 @@ def public_status(record: JobRecord, status: dict[str, Any]) -> dict[str, Any]:
         "width": status.get("width"),
         "height": status.get("height"),
         "notes": status.get("notes", []),
+        "runner_max_rss_kb": status.get("runner_max_rss_kb"),
         "outputs": [],
     }
     base = f"/remotes/{record.sid}/videos/{record.vsid}"

@@ -56,6 +56,7 @@ class RemoteSession:
             agent = {
                 "state": "running" if self.agent.running else "stopped",
                 "version": hello.get("agent"),
+                "pid": hello.get("pid"),
                 "protocol": hello.get("protocol"),
                 "python": hello.get("python"),
                 "platform": hello.get("platform"),
