@@ -279,15 +279,21 @@ def raw_command(frame_dir: Path, width: int, height: int, out: Path,
     return ["runuser", "-u", as_user, "--", *argv] if as_user else argv
 
 
-def raw_encode(argv: list[str], out: Path, timeout: float) -> dict[str, Any]:
+def timed_run(argv: list[str], timeout: float, what: str) -> tuple[float, str]:
+    """Run a command to completion; its wall seconds and stderr, or BenchError."""
     start = time.perf_counter()
     done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, timeout=timeout)
-    end = time.perf_counter()
+    seconds = time.perf_counter() - start
+    stderr = done.stderr.decode(errors="replace")
     if done.returncode != 0:
-        raise BenchError(f"raw ffmpeg failed ({done.returncode}): "
-                         f"{done.stderr.decode(errors='replace')[-500:]}")
-    return {"seconds": end - start, "bytes": out.stat().st_size}
+        raise BenchError(f"{what} failed ({done.returncode}): {stderr[-500:]}")
+    return seconds, stderr
+
+
+def raw_encode(argv: list[str], out: Path, timeout: float) -> dict[str, Any]:
+    seconds, _ = timed_run(argv, timeout, "raw ffmpeg")
+    return {"seconds": seconds, "bytes": out.stat().st_size}
 
 
 def framewire_download(server: ServerProcess, sid: str, path: Path, size: int,
@@ -315,14 +321,8 @@ def ssh_cat(argv: list[str], size: int, timeout: float,
             sshd: fixtures.SSHD) -> dict[str, Any]:
     """Run ``ssh … cat FILE > /dev/null`` (exit 0: cat sent the whole file); its wall time."""
     authorize(sshd)
-    start = time.perf_counter()
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, timeout=timeout)
-    end = time.perf_counter()
-    if done.returncode != 0:
-        raise BenchError(f"{shlex.join(argv)} failed ({done.returncode}): "
-                         f"{done.stderr.decode(errors='replace')[-500:]}")
-    return {"seconds": end - start, "bytes": size, "stderr": done.stderr.decode(errors="replace")}
+    seconds, stderr = timed_run(argv, timeout, shlex.join(argv))
+    return {"seconds": seconds, "bytes": size, "stderr": stderr}
 
 
 class ControlMaster:
