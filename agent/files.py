@@ -164,4 +164,12 @@ def check_image(path):
     if info is None:
         raise protocol.AgentError(protocol.NOT_AN_IMAGE, "Not a PNG or JPEG image: %s" % path,
                                   {"path": path})
+    try:
+        complete = images.complete(path, info.kind)
+    except OSError as error:
+        raise path_error(path, error) from None
+    if not complete:
+        raise protocol.AgentError(protocol.TRUNCATED_IMAGE,
+                                  "Incomplete image (still being written?): %s" % path,
+                                  {"path": path})
     return info

@@ -83,6 +83,28 @@ def _jpeg(handle):
     return None
 
 
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_JPEG_TAIL = 4096
+
+
+def complete(path, kind):
+    # type: (str, str) -> bool
+    """Whether the file ends as a whole image does: a cheap check for truncation.
+
+    A PNG ends with its IEND chunk; a JPEG's end-of-image marker sits at the
+    end (some writers pad a little after it).  Frames still being written by a
+    running simulation fail this check.
+    """
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        if kind == "png":
+            handle.seek(max(0, size - len(_PNG_END)))
+            return handle.read() == _PNG_END
+        handle.seek(max(0, size - _JPEG_TAIL))
+        return b"\xff\xd9" in handle.read()
+
+
 def content_type(kind):
     # type: (str) -> str
     return CONTENT_TYPES[kind]

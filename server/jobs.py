@@ -1,117 +1,39 @@
-"""Video jobs on the server side: the SQLite record and the video service.
+"""Video jobs on the server side: create, follow, fetch, cancel and delete.
 
-The agent's job directory is the source of truth for progress; the server
-keeps a record of every job (owner, session, host, last known status) in
-SQLite so that nothing is lost when the server restarts.
+The agent's job directory is the source of truth for a job's progress; the
+server keeps each job's record and event history in the job store (SQLite),
+so a job stays listed and reachable across dropped SSH links and server
+restarts: any live session of its owner to the same host account reaches it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import secrets
-import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from . import errors
 from .agent_client import AgentError
 from .sessions import RemoteSession, agent_error
+from .store import JobEvent, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 UNKNOWN_VIDEO = "Unknown video."
 NOT_READY = "Video not ready."
 FINAL = ("succeeded", "failed", "canceled", "expired")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    vsid TEXT PRIMARY KEY,
-    sid TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    hostname TEXT NOT NULL,
-    username TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    frames INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created REAL NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created);
-"""
+PROGRESS_INTERVAL = 0.5  # at most two progress events a second per job
+REFRESH_INTERVAL = 5.0   # a waiter asks the agent itself when no event came for this long
+MAX_WAIT = 300.0
 
 
-@dataclass
-class JobRecord:
-    vsid: str
-    sid: str
-    owner: str
-    hostname: str
-    username: str
-    content_type: str
-    frames: int
-    state: str
-    status: dict[str, Any]
-    created: float
-    updated: float
+def public_status(record: JobRecord, status: dict[str, Any], sid: str) -> dict[str, Any]:
+    """Slycat's ``ok``/``ready``/``message`` beside framewire's richer fields.
 
-
-class JobStore:
-    """SQLite behind one worker thread, so the event loop never waits on disk."""
-
-    def __init__(self, path: str) -> None:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobstore")
-        self._db: sqlite3.Connection | None = None
-        self._path = path
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            if self._db is None:
-                self._db = sqlite3.connect(self._path, check_same_thread=False)
-                self._db.executescript(_SCHEMA)
-            with self._db:
-                return work(self._db)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
-
-    async def add(self, record: JobRecord) -> None:
-        await self._run(lambda db: db.execute(
-            "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (record.vsid, record.sid, record.owner, record.hostname, record.username,
-             record.content_type, record.frames, record.state, json.dumps(record.status),
-             record.created, record.updated)))
-
-    async def get(self, vsid: str) -> JobRecord | None:
-        row = await self._run(lambda db: db.execute(
-            "SELECT * FROM jobs WHERE vsid = ?", (vsid,)).fetchone())
-        if row is None:
-            return None
-        vsid, sid, owner, hostname, username, content_type, frames, state = row[:8]
-        return JobRecord(vsid, sid, owner, hostname, username, content_type, frames, state,
-                         json.loads(row[8]), row[9], row[10])
-
-    async def update(self, vsid: str, status: dict[str, Any]) -> None:
-        await self._run(lambda db: db.execute(
-            "UPDATE jobs SET state = ?, status = ?, updated = ? WHERE vsid = ?",
-            (status.get("status", "unknown"), json.dumps(status), time.time(), vsid)))
-
-    async def close(self) -> None:
-        def shut() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
-        self._executor.shutdown(wait=True)
-
-
-def public_status(record: JobRecord, status: dict[str, Any]) -> dict[str, Any]:
-    """Slycat's ``ok``/``ready``/``message`` beside framewire's richer fields."""
+    URLs point through session ``sid``: the one the caller is using.
+    """
     state = status.get("status", "queued")
     body: dict[str, Any] = {
         "ok": state not in ("failed", "canceled", "expired"),
@@ -133,7 +55,7 @@ def public_status(record: JobRecord, status: dict[str, Any]) -> dict[str, Any]:
         "runner_max_rss_kb": status.get("runner_max_rss_kb"),
         "outputs": [],
     }
-    base = f"/remotes/{record.sid}/videos/{record.vsid}"
+    base = f"/remotes/{sid}/videos/{record.vsid}"
     done = status.get("outputs") or ([status["output"]] if status.get("output") else [])
     if state == "succeeded":
         for output in done:
@@ -155,6 +77,10 @@ def public_status(record: JobRecord, status: dict[str, Any]) -> dict[str, Any]:
 class VideoService:
     def __init__(self, store: JobStore) -> None:
         self.store = store
+        self._changed: dict[str, asyncio.Event] = {}
+        self._emitted: dict[str, tuple[str, str | None, float, float]] = {}
+
+    # -- create -----------------------------------------------------------
 
     async def create(self, session: RemoteSession, body: dict[str, Any]) -> str:
         """Start a job; the agent validates every option before anything starts."""
@@ -169,30 +95,118 @@ class VideoService:
             raise agent_error(error) from None
         now = time.time()
         frames = int(status.get("frames_total", 0))
-        await self.store.add(JobRecord(
-            vsid, session.sid, session.owner, session.hostname, session.username,
-            str(status.get("content_type", "")), frames, status.get("status", "queued"),
-            status, now, now))
+        record = JobRecord(vsid, session.sid, session.owner, session.hostname,
+                           session.username, str(status.get("content_type", "")), frames,
+                           status.get("status", "queued"), status, now, now, session.port)
+        await self.store.add(record)
+        await self._apply(record, status)
         log.info("video %s… created in session %s… (%d frames)", vsid[:6], session.sid[:6],
                  frames)
         return vsid
 
+    # -- find and follow ----------------------------------------------------
+
     async def _record(self, session: RemoteSession, vsid: str) -> JobRecord:
+        """The job if ``session`` may reach it: same owner, same host account."""
         record = await self.store.get(vsid)
-        if record is None or record.sid != session.sid or record.owner != session.owner:
-            raise errors.NotFound(UNKNOWN_VIDEO, code="unknown-video", hint="Check the video id.")
+        if record is None or not _reachable(record, session):
+            raise errors.NotFound(UNKNOWN_VIDEO, code="unknown-video",
+                                  hint="Check the video id.")
         return record
+
+    async def _refresh(self, session: RemoteSession, record: JobRecord) -> dict[str, Any]:
+        """The job's true status: asked of the agent while the job is not final."""
+        status = record.status
+        if status.get("status") in FINAL:
+            return status
+        try:
+            status = await session.request("video-status", {"job": record.vsid})
+        except AgentError as error:
+            raise agent_error(error) from None
+        await self._apply(record, status)
+        return status
 
     async def status(self, session: RemoteSession, vsid: str) -> dict[str, Any]:
         record = await self._record(session, vsid)
-        status = record.status
-        if status.get("status") not in FINAL:
+        return public_status(record, await self._refresh(session, record), session.sid)
+
+    async def wait(self, session: RemoteSession, vsid: str, timeout: float) -> dict[str, Any]:
+        """Long-poll: the status once the job ends, or when ``timeout`` runs out."""
+        deadline = time.monotonic() + min(max(timeout, 0.0), MAX_WAIT)
+        while True:
+            record = await self._record(session, vsid)
+            changed = self._change(vsid)
+            status = await self._refresh(session, record)
+            left = deadline - time.monotonic()
+            if status.get("status") in FINAL or left <= 0:
+                return public_status(record, status, session.sid)
             try:
-                status = await session.request("video-status", {"job": vsid})
-            except AgentError as error:
-                raise agent_error(error) from None
-            await self.store.update(vsid, status)
-        return public_status(record, status)
+                await asyncio.wait_for(changed.wait(), min(left, REFRESH_INTERVAL))
+            except TimeoutError:
+                pass
+
+    async def events(self, session: RemoteSession, vsid: str,
+                     after: int) -> tuple[list[JobEvent], bool]:
+        """Events after ``after``, waiting briefly for one; True once the job has ended."""
+        record = await self._record(session, vsid)
+        changed = self._change(vsid)
+        found = await self.store.events(vsid, after)
+        if not found:
+            try:
+                await asyncio.wait_for(changed.wait(), REFRESH_INTERVAL)
+            except TimeoutError:
+                await self._refresh(session, record)
+            found = await self.store.events(vsid, after)
+        for event in found:
+            event.data = public_status(record, event.data, session.sid)
+        ended = bool(found) and found[-1].data["status"] in FINAL
+        return found, ended
+
+    async def list_jobs(self, session: RemoteSession | None, owner: str,
+                   states: list[str] | None = None, ids: list[str] | None = None,
+                   limit: int = 1000) -> list[dict[str, Any]]:
+        """Jobs as their last known status: one host account's, or all of ``owner``'s."""
+        if session is None:
+            records = await self.store.find(owner, states=states, limit=limit)
+        else:
+            records = await self.store.find(owner, hostname=session.hostname,
+                                            port=session.port, username=session.username,
+                                            states=states, limit=limit)
+        if ids is not None:
+            wanted = set(ids)
+            records = [record for record in records if record.vsid in wanted]
+        listed = []
+        for record in records:
+            body = public_status(record, record.status, session.sid if session else record.sid)
+            body.update({"hostname": record.hostname, "username": record.username,
+                         "created": _iso(record.created), "updated": _iso(record.updated)})
+            listed.append(body)
+        return listed
+
+    def _change(self, vsid: str) -> asyncio.Event:
+        """The event that is set the next time ``vsid`` has news."""
+        return self._changed.setdefault(vsid, asyncio.Event())
+
+    async def _apply(self, record: JobRecord, status: dict[str, Any]) -> None:
+        """Store a status; record an event for news, progress at most twice a second."""
+        record.status = status
+        await self.store.update(record.vsid, status)
+        state, phase = status.get("status", "queued"), status.get("phase")
+        progress = float(status.get("progress") or 0.0)
+        now = time.monotonic()
+        last = self._emitted.get(record.vsid)
+        if last is not None and (state, phase) == last[:2] and (
+                progress == last[3] or now - last[2] < PROGRESS_INTERVAL):
+            return
+        if last is not None and last[0] in FINAL:
+            return  # the end was announced; nothing follows it
+        self._emitted[record.vsid] = (state, phase, now, progress)
+        await self.store.add_event(record.vsid, status)
+        changed = self._changed.pop(record.vsid, None)
+        if changed is not None:
+            changed.set()
+
+    # -- outputs, cancel, delete ------------------------------------------------
 
     async def output(self, session: RemoteSession, vsid: str,
                      name: str | None = None) -> dict[str, Any]:
@@ -214,18 +228,29 @@ class VideoService:
         return {"path": chosen["path"], "size": chosen["size"],
                 "content_type": chosen.get("content_type", record.content_type)}
 
+    async def cancel(self, session: RemoteSession, vsid: str) -> dict[str, Any]:
+        """Stop a running job (ffmpeg stopped, partial files removed); a no-op once ended."""
+        record = await self._record(session, vsid)
+        if record.status.get("status") not in FINAL:
+            try:
+                status = await session.request("cancel-video", {"job": vsid}, timeout=60)
+            except AgentError as error:
+                raise agent_error(error) from None
+            await self._apply(record, status)
+        return public_status(record, record.status, session.sid)
+
     async def delete(self, session: RemoteSession, vsid: str) -> None:
-        await self._record(session, vsid)
+        """Delete a job's files on the remote host; its record stays, as ``expired``."""
+        record = await self._record(session, vsid)
         try:
-            await session.request("delete-video", {"job": vsid})
+            await session.request("delete-video", {"job": vsid}, timeout=60)
         except AgentError as error:
             if error.code != "unknown-job":
                 raise agent_error(error) from None
-        record = await self._record(session, vsid)
-        await self.store.update(vsid, {**record.status, "status": "expired",
-                                       "message": "Deleted.", "output": None})
+        await self._apply(record, {**record.status, "status": "expired", "phase": "done",
+                                   "message": "Deleted.", "output": None, "outputs": []})
 
-    async def on_agent_event(self, sid: str, message: dict[str, Any]) -> None:
+    async def on_agent_event(self, session: RemoteSession, message: dict[str, Any]) -> None:
         """Keep the stored status current as the agent pushes job events."""
         if message.get("event") != "job":
             return
@@ -233,8 +258,18 @@ class VideoService:
         vsid = data.get("id")
         if isinstance(vsid, str):
             record = await self.store.get(vsid)
-            if record is not None and record.sid == sid:
-                await self.store.update(vsid, data)
+            if record is not None and _reachable(record, session) \
+                    and record.status.get("status") not in FINAL:
+                await self._apply(record, data)
+
+
+def _reachable(record: JobRecord, session: RemoteSession) -> bool:
+    return (record.owner == session.owner and record.hostname == session.hostname
+            and record.port == session.port and record.username == session.username)
+
+
+def _iso(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
 def _not_ready_hint(status: dict[str, Any]) -> str:

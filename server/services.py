@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from .auth import TokenAuthenticator
 from .config import Config
-from .jobs import JobStore, VideoService
+from .jobs import VideoService
 from .sessions import SessionManager
+from .store import JobStore
 
 
 @dataclass

@@ -18,7 +18,7 @@ from .transport import LocalTransport, Transport, local_ffmpeg
 log = logging.getLogger(__name__)
 
 UNKNOWN_SESSION = "Unknown or expired remote session."
-EventSink = Callable[[str, dict[str, Any]], Awaitable[None]]
+EventSink = Callable[["RemoteSession", dict[str, Any]], Awaitable[None]]
 
 
 def iso(moment: float) -> str:
@@ -124,7 +124,9 @@ class SessionManager:
         channel = await transport.start_agent(nonce)
 
         async def forward(message: dict[str, Any]) -> None:
-            await self.on_event(sid, message)
+            session = self._sessions.get(sid)
+            if session is not None:
+                await self.on_event(session, message)
 
         agent = AgentClient(channel, forward)
         await agent.start(nonce, self.config.ssh.agent_start_timeout)
@@ -175,7 +177,8 @@ def agent_error(error: AgentError) -> errors.FramewireError:
     details = error.agent_details
     hint = details.get("hint") if isinstance(details.get("hint"), str) else None
     code = error.code
-    if code in ("not-found", "is-directory", "access-denied", "not-an-image"):
+    if code in ("not-found", "is-directory", "access-denied", "not-an-image",
+                "truncated-image"):
         return errors.RemotePathError(error.message, code=code, hint=hint)
     field_name = details.get("field")
     pointer = "/" + field_name.replace(".", "/") if isinstance(field_name, str) else None

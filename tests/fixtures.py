@@ -170,6 +170,9 @@ class LiveServer:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
+        if not self._thread.is_alive():
+            return  # stopped already
+
         async def shutdown() -> None:
             self.server.stop()
             await self.services.close()

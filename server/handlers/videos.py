@@ -1,10 +1,20 @@
-"""Slycat's video calls: create, status, and the video itself."""
+"""Slycat's video calls (create, status, the video) and framewire's job calls:
+outputs by name, lists, long-polls, progress streams and cancel."""
 
 from __future__ import annotations
 
+import json
+import time
+
+from tornado.iostream import StreamClosedError
+
+from .. import errors
 from .base import ApiHandler
 from .remotes import SID
 from .streaming import send_remote_file
+
+STATES = ("queued", "running", "succeeded", "failed", "canceled", "expired")
+MAX_STREAM_SECONDS = 24 * 3600
 
 
 class VideosHandler(ApiHandler):
@@ -14,11 +24,99 @@ class VideosHandler(ApiHandler):
         self.set_header("Location", f"/remotes/{sid}/videos/{vsid}")
         self.write_json({"sid": vsid}, status=202)
 
+    async def get(self, sid: str) -> None:
+        """This host account's jobs; ``?ids=a,b`` asks for several statuses at once."""
+        session = self.services.sessions.get(self.user, sid)
+        ids = self.get_query_argument("ids", None)
+        jobs = await self.services.videos.list_jobs(
+            session, self.user, states=self._states(),
+            ids=[part for part in ids.split(",") if part] if ids is not None else None)
+        self.write_json({"videos": jobs})
+
+    def _states(self) -> list[str] | None:
+        wanted = self.get_query_argument("status", None)
+        if wanted is None:
+            return None
+        states = [part for part in wanted.split(",") if part]
+        for state in states:
+            if state not in STATES:
+                raise errors.ValidationError("status", f"Unknown status {state!r}; use "
+                                             f"{', '.join(STATES)} (comma-separated).")
+        return states
+
+
+class AllVideosHandler(VideosHandler):
+    async def get(self) -> None:  # type: ignore[override]
+        """Every job of the caller, on any host, newest first."""
+        jobs = await self.services.videos.list_jobs(None, self.user, states=self._states())
+        self.write_json({"videos": jobs})
+
 
 class VideoStatusHandler(ApiHandler):
     async def get(self, sid: str, vsid: str) -> None:
         session = self.services.sessions.get(self.user, sid)
+        if self.get_query_argument("block", "false").lower() in ("true", "1", "yes"):
+            timeout = self.get_query_argument("timeout", "60")
+            try:
+                seconds = float(timeout)
+            except ValueError:
+                raise errors.ValidationError(
+                    "timeout", f"timeout must be a number of seconds, got {timeout!r}.") \
+                    from None
+            self.write_json(await self.services.videos.wait(session, vsid, seconds))
+            return
         self.write_json(await self.services.videos.status(session, vsid))
+
+
+class VideoEventsHandler(ApiHandler):
+    """Progress as Server-Sent Events, or NDJSON for ``Accept: application/x-ndjson``.
+
+    Every event is a whole status with an increasing id; a client that
+    reconnects with ``Last-Event-ID`` gets exactly the events it missed.  The
+    stream ends after the event that carries the job's final status.
+    """
+
+    async def get(self, sid: str, vsid: str) -> None:
+        session = self.services.sessions.get(self.user, sid)
+        ndjson = "application/x-ndjson" in self.request.headers.get("Accept", "")
+        last = self.request.headers.get("Last-Event-ID") or \
+            self.get_query_argument("last_event_id", "0")
+        if not last.isascii() or not last.isdigit():
+            raise errors.ValidationError("Last-Event-ID", "Last-Event-ID must be the id of "
+                                         "an event of this stream (a whole number).")
+        after = int(last)
+        await self.services.videos.status(session, vsid)  # 404 before any header goes out
+        self.set_header("Content-Type", "application/x-ndjson" if ndjson
+                        else "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        deadline = time.monotonic() + MAX_STREAM_SECONDS
+        try:
+            while time.monotonic() < deadline:
+                session = self.services.sessions.get(self.user, sid)  # keeps it alive
+                events, ended = await self.services.videos.events(session, vsid, after)
+                for event in events:
+                    data = json.dumps(event.data)
+                    if ndjson:
+                        self.write(json.dumps({"id": event.seq, "event": "status",
+                                               "data": event.data}) + "\n")
+                    else:
+                        self.write(f"id: {event.seq}\nevent: status\ndata: {data}\n\n")
+                    after = event.seq
+                if not events and not ndjson:
+                    self.write(": keep-alive\n\n")
+                await self.flush()
+                if ended:
+                    break
+        except StreamClosedError:
+            return
+        self.finish()
+
+
+class VideoCancelHandler(ApiHandler):
+    async def post(self, sid: str, vsid: str) -> None:
+        session = self.services.sessions.get(self.user, sid)
+        self.write_json(await self.services.videos.cancel(session, vsid))
 
 
 class OutputHandler(ApiHandler):
@@ -49,8 +147,11 @@ class VideoHandler(ApiHandler):
 
 VSID = r"([^/]+)"
 routes = [
+    (r"/videos/?", AllVideosHandler),
     (rf"/remotes/{SID}/videos/?", VideosHandler),
     (rf"/remotes/{SID}/videos/{VSID}/status/?", VideoStatusHandler),
+    (rf"/remotes/{SID}/videos/{VSID}/events/?", VideoEventsHandler),
+    (rf"/remotes/{SID}/videos/{VSID}/cancel/?", VideoCancelHandler),
     (rf"/remotes/{SID}/videos/{VSID}/outputs/([^/]+)/?", OutputHandler),
     (rf"/remotes/{SID}/videos/{VSID}/?", VideoHandler),
 ]

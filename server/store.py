@@ -1,0 +1,153 @@
+"""The job store: every job's record and its event history, in SQLite.
+
+SQLite runs behind one worker thread, so the event loop never waits on disk.
+A job's record is what survives a server restart: owner, host, the session
+that created it, and the last status the agent reported.  Events are the
+numbered history that progress streams replay (``Last-Event-ID``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    vsid TEXT PRIMARY KEY,
+    sid TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    hostname TEXT NOT NULL,
+    username TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    frames INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    port INTEGER NOT NULL DEFAULT 22
+);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created);
+CREATE TABLE IF NOT EXISTS job_events (
+    vsid TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (vsid, seq)
+);
+"""
+_COLUMNS = ("vsid, sid, owner, hostname, username, content_type, frames, state, status, "
+            "created, updated, port")
+
+
+@dataclass
+class JobRecord:
+    vsid: str
+    sid: str
+    owner: str
+    hostname: str
+    username: str
+    content_type: str
+    frames: int
+    state: str
+    status: dict[str, Any]
+    created: float
+    updated: float
+    port: int = 22
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> JobRecord:
+        values = list(row)
+        values[8] = json.loads(values[8])
+        return cls(*values)
+
+
+@dataclass
+class JobEvent:
+    seq: int
+    at: float
+    data: dict[str, Any]
+
+
+class JobStore:
+    def __init__(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobstore")
+        self._db: sqlite3.Connection | None = None
+        self._path = path
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._db is None:
+                self._db = sqlite3.connect(self._path, check_same_thread=False)
+                self._db.executescript(_SCHEMA)
+            with self._db:
+                return work(self._db)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def add(self, record: JobRecord) -> None:
+        await self._run(lambda db: db.execute(
+            f"INSERT INTO jobs ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (record.vsid, record.sid, record.owner, record.hostname, record.username,
+             record.content_type, record.frames, record.state, json.dumps(record.status),
+             record.created, record.updated, record.port)))
+
+    async def get(self, vsid: str) -> JobRecord | None:
+        row = await self._run(lambda db: db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE vsid = ?", (vsid,)).fetchone())
+        return None if row is None else JobRecord.from_row(row)
+
+    async def find(self, owner: str, *, hostname: str | None = None, port: int | None = None,
+                   username: str | None = None, states: list[str] | None = None,
+                   limit: int = 1000) -> list[JobRecord]:
+        """The owner's jobs, newest first, optionally on one host account or in some states."""
+        clauses: list[str] = ["owner = ?"]
+        values: list[Any] = [owner]
+        for column, value in (("hostname", hostname), ("port", port), ("username", username)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                values.append(value)
+        if states:
+            clauses.append(f"state IN ({','.join('?' * len(states))})")
+            values.extend(states)
+        query = (f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(clauses)} "
+                 "ORDER BY created DESC LIMIT ?")
+        rows = await self._run(lambda db: db.execute(query, (*values, limit)).fetchall())
+        return [JobRecord.from_row(row) for row in rows]
+
+    async def update(self, vsid: str, status: dict[str, Any]) -> None:
+        await self._run(lambda db: db.execute(
+            "UPDATE jobs SET state = ?, status = ?, updated = ? WHERE vsid = ?",
+            (status.get("status", "unknown"), json.dumps(status), time.time(), vsid)))
+
+    async def add_event(self, vsid: str, data: dict[str, Any]) -> JobEvent:
+        """Append an event to a job's history; its ``seq`` is the next number."""
+        def insert(db: sqlite3.Connection) -> JobEvent:
+            row = db.execute("SELECT COALESCE(MAX(seq), 0) FROM job_events WHERE vsid = ?",
+                             (vsid,)).fetchone()
+            event = JobEvent(int(row[0]) + 1, time.time(), data)
+            db.execute("INSERT INTO job_events VALUES (?,?,?,?)",
+                       (vsid, event.seq, event.at, json.dumps(data)))
+            return event
+        return await self._run(insert)
+
+    async def events(self, vsid: str, after: int = 0) -> list[JobEvent]:
+        rows = await self._run(lambda db: db.execute(
+            "SELECT seq, at, data FROM job_events WHERE vsid = ? AND seq > ? ORDER BY seq",
+            (vsid, after)).fetchall())
+        return [JobEvent(seq, at, json.loads(data)) for seq, at, data in rows]
+
+    async def close(self) -> None:
+        def shut() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,252 @@
+"""Jobs that survive: progress streams, long-polls, cut links, restarts, cancel."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import requests
+
+from tests.fixtures import SSHD, LiveServer, make_config, probe, solid_frames
+
+
+def colours(count: int) -> list[tuple[int, int, int]]:
+    return [(i * 5 % 256, (i * 11) % 256, (i * 17) % 256) for i in range(count)]
+
+
+def start_job(server: LiveServer, sid: str, paths: list[str], **options: Any) -> str:
+    response = server.post_json(f"/remotes/{sid}/videos",
+                                {"content-type": "video/webm", "images": paths, **options})
+    assert response.status_code == 202, response.headers.get("X-Slycat-Message")
+    return response.json()["sid"]
+
+
+@pytest.fixture
+def slow_frames(images: Path) -> list[str]:
+    """Enough 640x480 VP9 work to take a few seconds on two cores."""
+    return solid_frames(images, colours(90), size=(640, 480))
+
+
+def sse_events(response: requests.Response) -> Iterator[dict[str, Any]]:
+    event: dict[str, Any] = {}
+    for line in response.iter_lines(decode_unicode=True):
+        if line == "":
+            if "data" in event:
+                yield event
+            event = {}
+        elif line.startswith(":"):
+            continue
+        else:
+            key, _, value = line.partition(": ")
+            event[key] = int(value) if key == "id" else json.loads(value) \
+                if key == "data" else value
+
+
+def test_sse_stream_in_order_ending_with_the_final_status(server: LiveServer, remote: str,
+                                                         slow_frames: list[str]) -> None:
+    vsid = start_job(server, remote, slow_frames)
+    with server.request("GET", f"/remotes/{remote}/videos/{vsid}/events",
+                        stream=True, timeout=300) as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = list(sse_events(response))
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+    assert all(e["event"] == "status" for e in events)
+    states = [e["data"]["status"] for e in events]
+    assert states[0] == "queued" and states[-1] == "succeeded"
+    assert states.index("running") < states.index("succeeded")
+    progress = [e["data"]["progress"] for e in events]
+    assert progress == sorted(progress) and progress[-1] == 100
+    final = events[-1]["data"]
+    assert final["ready"] is True and final["frames_done"] == 90
+    assert final["outputs"][0]["url"] == f"/remotes/{remote}/videos/{vsid}/outputs/video"
+    # Throttled: at most two progress events a second, plus the state changes.
+    seconds = max(1.0, len(events) / 2)
+    assert len(events) <= 2 * seconds + 6
+
+
+def test_ndjson_stream_and_resume_from_last_event_id(server: LiveServer, remote: str,
+                                                    slow_frames: list[str]) -> None:
+    vsid = start_job(server, remote, slow_frames)
+    url = f"/remotes/{remote}/videos/{vsid}/events"
+    first: list[dict[str, Any]] = []
+    with server.request("GET", url, stream=True, timeout=300,
+                        headers={"Accept": "application/x-ndjson"}) as response:
+        assert response.headers["Content-Type"] == "application/x-ndjson"
+        for line in response.iter_lines():
+            first.append(json.loads(line))
+            if len(first) == 2:
+                break  # the client goes away mid-stream
+    rest: list[dict[str, Any]] = []
+    with server.request("GET", url, stream=True, timeout=300,
+                        headers={"Accept": "application/x-ndjson",
+                                 "Last-Event-ID": str(first[-1]["id"])}) as response:
+        rest = [json.loads(line) for line in response.iter_lines()]
+    ids = [event["id"] for event in first + rest]
+    assert ids == list(range(1, len(ids) + 1)), "events were lost or repeated on resume"
+    assert rest[-1]["data"]["status"] == "succeeded"
+    with server.request("GET", url, stream=True, timeout=60,
+                        headers={"Accept": "application/x-ndjson"}) as response:
+        replay = [json.loads(line) for line in response.iter_lines()]
+    assert [event["id"] for event in replay] == ids
+    assert [e["data"]["status"] for e in replay] == [e["data"]["status"] for e in first + rest]
+
+
+def test_long_poll_returns_when_the_job_ends(server: LiveServer, remote: str,
+                                             slow_frames: list[str]) -> None:
+    vsid = start_job(server, remote, slow_frames)
+    started = time.monotonic()
+    response = server.request("GET", f"/remotes/{remote}/videos/{vsid}/status",
+                              params={"block": "true", "timeout": "120"})
+    assert response.status_code == 200
+    assert response.json()["status"] == "succeeded"
+    assert time.monotonic() - started < 120
+    quick = server.request("GET", f"/remotes/{remote}/videos/{vsid}/status",
+                           params={"block": "true", "timeout": "soon"})
+    assert quick.status_code == 400
+    assert quick.headers["X-Slycat-Message"] == "timeout must be a number of seconds, got 'soon'."
+
+
+def test_lists_and_several_statuses_at_once(server: LiveServer, remote: str,
+                                            images: Path) -> None:
+    first = start_job(server, remote, solid_frames(images, colours(3)))
+    second = start_job(server, remote, solid_frames(images, colours(4), names=[
+        f"b{i}.png" for i in range(4)]))
+    for vsid in (first, second):
+        server.wait_video(remote, vsid)
+    listed = server.request("GET", f"/remotes/{remote}/videos").json()["videos"]
+    assert [job["sid"] for job in listed][:2] == [second, first]
+    both = server.request("GET", f"/remotes/{remote}/videos",
+                          params={"ids": f"{first},{second}"}).json()["videos"]
+    assert {job["sid"]: job["frames_total"] for job in both} == {first: 3, second: 4}
+    done = server.request("GET", "/videos", params={"status": "succeeded"}).json()["videos"]
+    assert {first, second} <= {job["sid"] for job in done}
+    assert server.request("GET", "/videos", params={"status": "running"}).json() == {
+        "videos": []}
+    bad = server.request("GET", "/videos", params={"status": "done"})
+    assert bad.status_code == 400
+    assert bad.headers["X-Slycat-Message"].startswith("Unknown status 'done'")
+
+
+def test_cancel_stops_the_job(server: LiveServer, remote: str,
+                              slow_frames: list[str]) -> None:
+    vsid = start_job(server, remote, slow_frames)
+    response = server.request("POST", f"/remotes/{remote}/videos/{vsid}/cancel")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "canceled" and body["ok"] is False
+    assert server.request("GET", f"/remotes/{remote}/videos/{vsid}").status_code == 409
+    again = server.request("POST", f"/remotes/{remote}/videos/{vsid}/cancel")
+    assert again.json()["status"] == "canceled"
+
+
+def connect(server: LiveServer, sshd: SSHD) -> str:
+    response = server.post_json("/remotes", {"hostname": "127.0.0.1", "port": sshd.port,
+                                             "username": sshd.user,
+                                             "password": sshd.password})
+    assert response.status_code == 200, response.headers.get("X-Slycat-Message")
+    return response.json()["sid"]
+
+
+def finish_and_check(server: LiveServer, sid: str, vsid: str, frames: int,
+                     tmp_path: Path) -> None:
+    status = server.wait_video(sid, vsid, timeout=300)
+    assert status["status"] == "succeeded", status
+    target = tmp_path / f"{vsid}.webm"
+    target.write_bytes(server.request("GET", f"/remotes/{sid}/videos/{vsid}").content)
+    info = probe(target)
+    assert (info["codec"], info["frames"]) == ("vp9", frames)
+
+
+def test_cut_ssh_link_mid_encode_then_reattach(server: LiveServer, sshd: SSHD,
+                                               slow_frames: list[str], tmp_path: Path) -> None:
+    sid = connect(server, sshd)
+    vsid = start_job(server, sid, slow_frames)
+    # Kill the sshd processes serving the test user: the link drops as if cut.
+    subprocess.run(["pkill", "-KILL", "-u", sshd.user, "-f", "sshd"], check=False)
+    deadline = time.monotonic() + 15
+    while server.request("GET", f"/remotes/{sid}").json()["agent"]["state"] == "running":
+        assert time.monotonic() < deadline, "the server did not notice the cut link"
+        time.sleep(0.1)
+    stale = server.request("GET", f"/remotes/{sid}/videos/{vsid}/status")
+    assert stale.status_code == 400
+    assert stale.headers["X-Slycat-Message"] == "Agent required."
+    fresh = connect(server, sshd)
+    finish_and_check(server, fresh, vsid, 90, tmp_path)
+
+
+def test_killed_agent_then_new_session(server: LiveServer, sshd: SSHD,
+                                       slow_frames: list[str], tmp_path: Path) -> None:
+    sid = connect(server, sshd)
+    vsid = start_job(server, sid, slow_frames)
+    os.kill(server.request("GET", f"/remotes/{sid}").json()["agent"]["pid"], signal.SIGKILL)
+    fresh = connect(server, sshd)
+    finish_and_check(server, fresh, vsid, 90, tmp_path)
+
+
+def test_server_restart_mid_encode_loses_nothing(make_server: Callable[..., LiveServer],
+                                                 sshd: SSHD, slow_frames: list[str],
+                                                 tmp_path: Path) -> None:
+    first = make_server(ssh={"known_hosts": str(sshd.known_hosts)})
+    sid = connect(first, sshd)
+    vsid = start_job(first, sid, slow_frames)
+    first.stop()
+    second = LiveServer(make_config(Path(first.config.server.data_dir),
+                                    ssh={"known_hosts": str(sshd.known_hosts)},
+                                    server={"token": first.token}))
+    try:
+        listed = second.request("GET", "/videos").json()["videos"]
+        assert vsid in [job["sid"] for job in listed]
+        assert second.request("GET", f"/remotes/{sid}/videos/{vsid}/status").status_code == 404
+        fresh = connect(second, sshd)
+        finish_and_check(second, fresh, vsid, 90, tmp_path)
+    finally:
+        second.stop()
+
+
+def test_another_host_account_cannot_reach_the_job(make_server: Callable[..., LiveServer],
+                                                   server: LiveServer, remote: str,
+                                                   images: Path) -> None:
+    vsid = start_job(server, remote, solid_frames(images, colours(2)))
+    local = server.post_json("/remotes", {"hostname": "localhost"}).json()["sid"]
+    response = server.request("GET", f"/remotes/{local}/videos/{vsid}/status")
+    assert response.status_code == 404
+    assert response.headers["X-Slycat-Message"] == "Unknown video."
+
+
+def test_a_truncated_frame_is_named_before_anything_starts(server: LiveServer, remote: str,
+                                                           images: Path) -> None:
+    paths = solid_frames(images, colours(5))
+    broken = Path(paths[2])
+    broken.write_bytes(broken.read_bytes()[:60])  # a PNG header, then nothing
+    response = server.post_json(f"/remotes/{remote}/videos",
+                                {"content-type": "video/mp4", "images": paths})
+    assert response.status_code == 400
+    assert response.headers["X-Slycat-Message"] == (
+        f"Incomplete image (still being written?): {broken}")
+    assert response.json()["errors"][0]["source"]["pointer"] == "/images/2"
+
+
+def test_a_frame_ffmpeg_cannot_decode_fails_the_job(server: LiveServer, remote: str,
+                                                    images: Path) -> None:
+    paths = solid_frames(images, colours(5), size=(64, 48))
+    broken = Path(paths[2])
+    data = bytearray(broken.read_bytes())
+    start = data.index(b"IDAT") + 4
+    data[start:start + 20] = b"\xff" * 20  # whole file, garbage compressed pixels
+    broken.write_bytes(bytes(data))
+    vsid = start_job(server, remote, paths)
+    status = server.wait_video(remote, vsid)
+    assert status["status"] == "failed" and status["ok"] is False
+    assert status["message"].startswith("ffmpeg wrote 4 of 5 frames.") or \
+        status["message"].startswith("ffmpeg failed with exit code")
+    assert status["stderr"]
+    job_dir = Path(server.request("GET", f"/remotes/{remote}").json()["agent"]["work_dir"]) \
+        / "jobs" / vsid
+    assert not list(job_dir.glob("partial.*")) and not list(job_dir.glob("video.*"))
