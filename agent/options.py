@@ -42,8 +42,7 @@ LEVEL_LIMITS = {
 ENCODER_MINIMUM = {"libsvtav1": 64}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _COLOUR = re.compile(r"^(#[0-9a-fA-F]{6}|black|white|gray|grey|red|green|blue)$")
-_BITRATE = re.compile(r"^([0-9]{1,10}(\.[0-9]{1,6})?)([kKmM]?)$")
-_PYTHON_WORDS = re.compile(r"\bgot (None|True|False)\b")
+_BITRATE = re.compile(r"^([0-9]{1,11}(\.[0-9]{1,6})?)([kKmM]?)$")
 _PERCENT = re.compile(r"^([0-9]{1,3}(\.[0-9]+)?)%$")
 
 JOB_FIELDS = ("content-type", "images", "frame-rate", "durations", "width", "height",
@@ -63,10 +62,6 @@ STILL_FIELDS = {
 
 def bad(field, message):
     # type: (str, str) -> protocol.AgentError
-    """A bad-request error for ``field``; values are shown as JSON would write them."""
-    message = _PYTHON_WORDS.sub(
-        lambda match: "got " + {"None": "null", "True": "true", "False": "false"}[
-            match.group(1)], message)
     return protocol.AgentError(protocol.BAD_REQUEST, message, {"field": field})
 
 
@@ -279,7 +274,10 @@ def target_size(values, where, width, height):
 
 def colour(values, where, default="black"):
     # type: (Dict[str, Any], str, str) -> str
-    value = values.get("background", default)
+    """``background`` as ffmpeg writes colours; ``default`` is returned as it is."""
+    value = values.get("background")
+    if value is None:
+        return "0x" + default[1:] if default.startswith("#") else default
     if not isinstance(value, str) or not _COLOUR.match(value):
         raise bad(_join(where, "background"), "%s must be #RRGGBB or one of black, white, "
                   "gray, red, green, blue, got %r." % (_join(where, "background"), value))
@@ -431,7 +429,7 @@ def bits_per_second(value, field):
     match = _BITRATE.match(str(value)) if not isinstance(value, bool) else None
     if match is not None:
         scale = {"": 1, "k": 1000, "m": 1000000}[match.group(3).lower()]
-        bits = int(float(match.group(1)) * scale)
+        bits = int(round(float(match.group(1)) * scale))
         if 1000 <= bits <= 10 ** 10:
             return str(bits)
     raise bad(field, "%s must be bits per second from 1000 to 10000000000, such as 2500000, "
@@ -706,10 +704,11 @@ def plan_text(args, sources, ffmpeg_info):
                                   "or leave out %s." % ("libfreetype" if name == "drawtext"
                                                         else "libass", field)})
     if needs and text.font_data() is None:
+        field = sorted(needs)[0][1]
         raise protocol.AgentError(
-            protocol.MISSING_FILTER, "The agent has no font to draw %s with."
-            % sorted(needs)[0][1], {"field": sorted(needs)[0][1],
-                                    "hint": "Install framewire with its font-roboto "
+            protocol.MISSING_FILTER, "The agent has no font to draw text with (for %s)."
+            % ("layout labels" if field == "layout" else field), {"field": field,
+                      "hint": "Install framewire with its font-roboto "
                                             "dependency, or set FRAMEWIRE_FONT."})
     return burn_in
 

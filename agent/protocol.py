@@ -5,6 +5,7 @@ agent reports carries one of the codes below; the server maps them to HTTP.
 """
 
 import json
+import re
 import sys
 import threading
 from typing import Any, Dict, Optional  # noqa: F401 (type comments)
@@ -32,11 +33,18 @@ CONVERSION_FAILED = "conversion-failed"
 INTERNAL = "internal"
 
 
+_PYTHON_WORDS = re.compile(r"\bgot (None|True|False)\b")
+_JSON_WORDS = {"None": "null", "True": "true", "False": "false"}
+
+
 class AgentError(Exception):
     """A failure the agent reports to the server as a protocol error."""
 
     def __init__(self, code, message, details=None):
         # type: (str, str, Optional[Dict[str, Any]]) -> None
+        if code == BAD_REQUEST:  # show values the way the JSON request wrote them
+            message = _PYTHON_WORDS.sub(lambda match: "got " + _JSON_WORDS[match.group(1)],
+                                        message)
         Exception.__init__(self, message)
         self.code = code
         self.message = message

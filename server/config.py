@@ -57,10 +57,20 @@ class LocalConfig:
 
 
 @dataclass
+class WebhookConfig:
+    # Seconds before each retry; a delivery gives up after the last one.
+    retry_schedule: list[float] = field(default_factory=lambda: [
+        5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0])
+    default_timeout: float = 10.0
+    poll_interval: float = 0.5
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     ssh: SSHConfig = field(default_factory=SSHConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
 
     @property
     def database(self) -> str:

@@ -14,6 +14,7 @@ Exception tree::
     ├── RemoteAuthFailed (403)     the remote host refused the username/password
     ├── NotFound (404)             unknown or expired session or video
     ├── VideoNotReady (409)
+    ├── IdempotencyConflict (409)  an Idempotency-Key reused with another body
     ├── RangeNotSatisfiable (416)
     └── RemoteFailure (502)        connection, agent start-up or agent failures
 """
@@ -109,6 +110,11 @@ class NotFound(FramewireError):
 class VideoNotReady(FramewireError):
     status = 409
     code = "video-not-ready"
+
+
+class IdempotencyConflict(FramewireError):
+    status = 409
+    code = "idempotency-key-reused"
 
 
 class RangeNotSatisfiable(FramewireError):

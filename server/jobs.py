@@ -9,6 +9,8 @@ restarts: any live session of its owner to the same host account reaches it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import secrets
 import time
@@ -18,6 +20,7 @@ from . import errors
 from .agent_client import AgentError
 from .sessions import RemoteSession, agent_error
 from .store import JobEvent, JobRecord, JobStore
+from .webhooks import HOOK_FIELDS, WebhookService, validate_hooks
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,7 @@ FINAL = ("succeeded", "failed", "canceled", "expired")
 PROGRESS_INTERVAL = 0.5  # at most two progress events a second per job
 REFRESH_INTERVAL = 5.0   # a waiter asks the agent itself when no event came for this long
 MAX_WAIT = 300.0
+IDEMPOTENCY_WINDOW = 24 * 3600.0
 
 
 def public_status(record: JobRecord, status: dict[str, Any], sid: str) -> dict[str, Any]:
@@ -75,29 +79,54 @@ def public_status(record: JobRecord, status: dict[str, Any], sid: str) -> dict[s
 
 
 class VideoService:
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, webhooks: WebhookService | None = None,
+                 webhook_timeout: float = 10.0) -> None:
         self.store = store
+        self.webhooks = webhooks
+        self.webhook_timeout = webhook_timeout
         self._changed: dict[str, asyncio.Event] = {}
         self._emitted: dict[str, tuple[str, str | None, float, float]] = {}
 
     # -- create -----------------------------------------------------------
 
-    async def create(self, session: RemoteSession, body: dict[str, Any]) -> str:
-        """Start a job; the agent validates every option before anything starts."""
+    async def create(self, session: RemoteSession, body: dict[str, Any],
+                     idempotency_key: str | None = None) -> str:
+        """Start a job; the agent validates every option before anything starts.
+
+        With ``idempotency_key``, the same key and body within 24 hours
+        answer with the first job instead of starting another encode.
+        """
         agent = session.require_agent()
+        hooks = validate_hooks(body, self.webhook_timeout)
         vsid = secrets.token_hex(16)
-        args = {key: value for key, value in body.items() if key != "job"}
+        if idempotency_key is not None:
+            digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+            held = await self.store.remember_key(session.owner, idempotency_key, digest, vsid,
+                                                 IDEMPOTENCY_WINDOW)
+            if held is not None:
+                if held[1] != digest:
+                    raise errors.IdempotencyConflict(
+                        "Idempotency-Key was already used with a different request.",
+                        hint="Use a new key for a new request.")
+                return held[0]
+        args = {key: value for key, value in body.items()
+                if key != "job" and key not in HOOK_FIELDS}
         try:
             status = await agent.request("create-video", {**args, "job": vsid})
-        except AgentError as error:
-            if error.code == "bad-images":
-                raise _bad_images(error) from None
-            raise agent_error(error) from None
+        except BaseException as failure:
+            if idempotency_key is not None:
+                await self.store.forget_key(session.owner, idempotency_key)
+            if isinstance(failure, AgentError):
+                if failure.code == "bad-images":
+                    raise _bad_images(failure) from None
+                raise agent_error(failure) from None
+            raise
         now = time.time()
         frames = int(status.get("frames_total", 0))
         record = JobRecord(vsid, session.sid, session.owner, session.hostname,
                            session.username, str(status.get("content_type", "")), frames,
-                           status.get("status", "queued"), status, now, now, session.port)
+                           status.get("status", "queued"), status, now, now, session.port,
+                           hooks)
         await self.store.add(record)
         await self._apply(record, status)
         log.info("video %s… created in session %s… (%d frames)", vsid[:6], session.sid[:6],
@@ -202,6 +231,9 @@ class VideoService:
             return  # the end was announced; nothing follows it
         self._emitted[record.vsid] = (state, phase, now, progress)
         await self.store.add_event(record.vsid, status)
+        if self.webhooks is not None and (last is None or last[0] != state):
+            await self.webhooks.on_status(record, status,
+                                          public_status(record, status, record.sid))
         changed = self._changed.pop(record.vsid, None)
         if changed is not None:
             changed.set()

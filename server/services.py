@@ -9,6 +9,7 @@ from .config import Config
 from .jobs import VideoService
 from .sessions import SessionManager
 from .store import JobStore
+from .webhooks import WebhookService
 
 
 @dataclass
@@ -18,17 +19,22 @@ class Services:
     sessions: SessionManager
     jobs: JobStore
     videos: VideoService
+    webhooks: WebhookService
 
     @classmethod
     def build(cls, config: Config) -> Services:
         jobs = JobStore(config.database)
-        videos = VideoService(jobs)
+        webhooks = WebhookService(jobs, config)
+        videos = VideoService(jobs, webhooks, config.webhooks.default_timeout)
         sessions = SessionManager(config, videos.on_agent_event)
-        return cls(config, TokenAuthenticator(config.server.token), sessions, jobs, videos)
+        return cls(config, TokenAuthenticator(config.server.token), sessions, jobs, videos,
+                   webhooks)
 
     def start(self) -> None:
         self.sessions.start()
+        self.webhooks.start()
 
     async def close(self) -> None:
+        await self.webhooks.close()
         await self.sessions.close_all()
         await self.jobs.close()

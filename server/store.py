@@ -14,7 +14,7 @@ import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
@@ -32,9 +32,32 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL,
     created REAL NOT NULL,
     updated REAL NOT NULL,
-    port INTEGER NOT NULL DEFAULT 22
+    port INTEGER NOT NULL DEFAULT 22,
+    hooks TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    vsid TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    urls TEXT NOT NULL,
+    body TEXT NOT NULL,
+    timeout REAL NOT NULL,
+    state TEXT NOT NULL,
+    attempts TEXT NOT NULL,
+    next_at REAL NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_at);
+CREATE TABLE IF NOT EXISTS idempotency (
+    owner TEXT NOT NULL,
+    key TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    vsid TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (owner, key)
+);
 CREATE TABLE IF NOT EXISTS job_events (
     vsid TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -44,7 +67,16 @@ CREATE TABLE IF NOT EXISTS job_events (
 );
 """
 _COLUMNS = ("vsid, sid, owner, hostname, username, content_type, frames, state, status, "
-            "created, updated, port")
+            "created, updated, port, hooks")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add the columns a store written by an earlier version lacks."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    for column, kind in (("port", "INTEGER NOT NULL DEFAULT 22"),
+                         ("hooks", "TEXT NOT NULL DEFAULT '{}'")):
+        if column not in present:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
 
 @dataclass
@@ -61,11 +93,13 @@ class JobRecord:
     created: float
     updated: float
     port: int = 22
+    hooks: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> JobRecord:
         values = list(row)
         values[8] = json.loads(values[8])
+        values[12] = json.loads(values[12])
         return cls(*values)
 
 
@@ -88,16 +122,17 @@ class JobStore:
             if self._db is None:
                 self._db = sqlite3.connect(self._path, check_same_thread=False)
                 self._db.executescript(_SCHEMA)
+                _migrate(self._db)
             with self._db:
                 return work(self._db)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def add(self, record: JobRecord) -> None:
         await self._run(lambda db: db.execute(
-            f"INSERT INTO jobs ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO jobs ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (record.vsid, record.sid, record.owner, record.hostname, record.username,
              record.content_type, record.frames, record.state, json.dumps(record.status),
-             record.created, record.updated, record.port)))
+             record.created, record.updated, record.port, json.dumps(record.hooks))))
 
     async def get(self, vsid: str) -> JobRecord | None:
         row = await self._run(lambda db: db.execute(
@@ -143,6 +178,63 @@ class JobStore:
             "SELECT seq, at, data FROM job_events WHERE vsid = ? AND seq > ? ORDER BY seq",
             (vsid, after)).fetchall())
         return [JobEvent(seq, at, json.loads(data)) for seq, at, data in rows]
+
+    # -- idempotency keys ------------------------------------------------------
+
+    async def remember_key(self, owner: str, key: str, digest: str, vsid: str,
+                           max_age: float) -> tuple[str, str] | None:
+        """Claim ``key`` for ``vsid``; or the (vsid, digest) that holds it already."""
+        def claim(db: sqlite3.Connection) -> tuple[str, str] | None:
+            db.execute("DELETE FROM idempotency WHERE created < ?", (time.time() - max_age,))
+            row = db.execute("SELECT vsid, digest FROM idempotency WHERE owner = ? AND key = ?",
+                             (owner, key)).fetchone()
+            if row is not None:
+                return str(row[0]), str(row[1])
+            db.execute("INSERT INTO idempotency VALUES (?,?,?,?,?)",
+                       (owner, key, digest, vsid, time.time()))
+            return None
+        return await self._run(claim)
+
+    async def forget_key(self, owner: str, key: str) -> None:
+        await self._run(lambda db: db.execute(
+            "DELETE FROM idempotency WHERE owner = ? AND key = ?", (owner, key)))
+
+    # -- webhook deliveries --------------------------------------------------------
+
+    async def add_delivery(self, delivery: dict[str, Any]) -> None:
+        await self._run(lambda db: db.execute(
+            "INSERT OR IGNORE INTO deliveries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (delivery["id"], delivery["vsid"], delivery["owner"], delivery["kind"],
+             json.dumps(delivery["urls"]), delivery["body"], delivery["timeout"],
+             delivery["state"], json.dumps(delivery["attempts"]), delivery["next_at"],
+             delivery["created"])))
+
+    async def save_delivery(self, delivery: dict[str, Any]) -> None:
+        await self._run(lambda db: db.execute(
+            "UPDATE deliveries SET state = ?, attempts = ?, next_at = ? WHERE id = ?",
+            (delivery["state"], json.dumps(delivery["attempts"]), delivery["next_at"],
+             delivery["id"])))
+
+    async def deliveries(self, *, vsid: str | None = None, due: float | None = None
+                         ) -> list[dict[str, Any]]:
+        """A job's deliveries, or every pending one due by ``due``."""
+        values: tuple[Any, ...]
+        if vsid is not None:
+            query, values = "SELECT * FROM deliveries WHERE vsid = ? ORDER BY created", (vsid,)
+        else:
+            query = ("SELECT * FROM deliveries WHERE state = 'pending' AND next_at <= ? "
+                     "ORDER BY next_at LIMIT 100")
+            values = (due if due is not None else time.time(),)
+        rows = await self._run(lambda db: db.execute(query, values).fetchall())
+        names = ("id", "vsid", "owner", "kind", "urls", "body", "timeout", "state", "attempts",
+                 "next_at", "created")
+        found = []
+        for row in rows:
+            delivery = dict(zip(names, row, strict=True))
+            delivery["urls"] = json.loads(delivery["urls"])
+            delivery["attempts"] = json.loads(delivery["attempts"])
+            found.append(delivery)
+        return found
 
     async def close(self) -> None:
         def shut() -> None:

@@ -20,7 +20,12 @@ MAX_STREAM_SECONDS = 24 * 3600
 class VideosHandler(ApiHandler):
     async def post(self, sid: str) -> None:
         session = self.services.sessions.get(self.user, sid)
-        vsid = await self.services.videos.create(session, self.json_body())
+        key = self.request.headers.get("Idempotency-Key")
+        if key is not None and not (0 < len(key) <= 255 and key.isascii()
+                                    and key.isprintable()):
+            raise errors.ValidationError("Idempotency-Key", "Idempotency-Key must be 1 to 255 "
+                                         "printable ASCII characters.")
+        vsid = await self.services.videos.create(session, self.json_body(), key)
         self.set_header("Location", f"/remotes/{sid}/videos/{vsid}")
         self.write_json({"sid": vsid}, status=202)
 
@@ -113,6 +118,27 @@ class VideoEventsHandler(ApiHandler):
         self.finish()
 
 
+class WebhookSecretHandler(ApiHandler):
+    async def get(self) -> None:
+        """The caller's webhook signing secret (Standard Webhooks ``whsec_`` form)."""
+        self.write_json({"secret": self.services.webhooks.secret_text(self.user)})
+
+
+class VideoWebhooksHandler(ApiHandler):
+    async def get(self, sid: str, vsid: str) -> None:
+        """The job's webhook deliveries and every attempt made for each."""
+        session = self.services.sessions.get(self.user, sid)
+        await self.services.videos.status(session, vsid)  # reachable, or 404
+        self.write_json({"deliveries": await self.services.webhooks.log(vsid)})
+
+
+class WebhookReplayHandler(ApiHandler):
+    async def post(self, sid: str, vsid: str, delivery_id: str) -> None:
+        session = self.services.sessions.get(self.user, sid)
+        await self.services.videos.status(session, vsid)
+        self.write_json(await self.services.webhooks.replay(vsid, delivery_id), status=202)
+
+
 class VideoCancelHandler(ApiHandler):
     async def post(self, sid: str, vsid: str) -> None:
         session = self.services.sessions.get(self.user, sid)
@@ -148,6 +174,9 @@ class VideoHandler(ApiHandler):
 VSID = r"([^/]+)"
 routes = [
     (r"/videos/?", AllVideosHandler),
+    (r"/webhooks/secret/?", WebhookSecretHandler),
+    (rf"/remotes/{SID}/videos/{VSID}/webhooks/?", VideoWebhooksHandler),
+    (rf"/remotes/{SID}/videos/{VSID}/webhooks/([^/]+)/replay/?", WebhookReplayHandler),
     (rf"/remotes/{SID}/videos/?", VideosHandler),
     (rf"/remotes/{SID}/videos/{VSID}/status/?", VideoStatusHandler),
     (rf"/remotes/{SID}/videos/{VSID}/events/?", VideoEventsHandler),

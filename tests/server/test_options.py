@@ -438,7 +438,7 @@ def test_regions_overlap_by_z_pos(local, images: Path, tmp_path: Path) -> None:
     below = sequence(images, "below", [RED] * 3)
     above = sequence(images, "above", [BLUE] * 3)
     status = create(local, {"content-type": "video/mp4", "layout": {
-        "type": "regions", "resolution": "200x100", "regions": [
+        "type": "regions", "resolution": "200x100", "background": "#204060", "regions": [
             {"images": above, "x_pos": 60, "y_pos": 20, "width": 80, "height": 60,
              "z_pos": 2},
             {"images": below, "x_pos": 0, "y_pos": 0, "width": 120, "height": 90,
@@ -449,7 +449,7 @@ def test_regions_overlap_by_z_pos(local, images: Path, tmp_path: Path) -> None:
     frame = decode_frames(target, 200, 100)[0]
     assert close(frame.getpixel((20, 20)), RED, 12)      # only the lower region
     assert close(frame.getpixel((100, 50)), BLUE, 12)    # the overlap: z_pos 2 wins
-    assert close(frame.getpixel((180, 90)), (0, 0, 0), 12)  # outside both: background
+    assert close(frame.getpixel((180, 90)), (0x20, 0x40, 0x60), 12)  # outside: background
 
 
 def test_layout_errors(local, images: Path) -> None:

@@ -1,0 +1,189 @@
+"""Webhooks: tell a job's owner when it ends, signed, retried, never dropped.
+
+Per job: ``url_callback`` (on success), ``url_errback`` (on failure or
+cancel), ``webhook_event_url`` with ``webhook_event_failover_url`` (every
+change of state) and ``webhook_timeout_secs``.  Each message is signed the
+Standard Webhooks way with a per-user secret derived from the server token
+(so it is never stored): ``webhook-id`` stays the same across retries,
+``webhook-signature`` is ``v1,`` + base64 HMAC-SHA256 of
+``id.timestamp.body``.  Pending deliveries live in the job store, so a
+restart resumes them; only a 2xx answer counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from . import errors
+from .config import Config
+from .store import JobRecord, JobStore
+
+log = logging.getLogger(__name__)
+
+HOOK_FIELDS = ("url_callback", "url_errback", "webhook_event_url",
+               "webhook_event_failover_url", "webhook_timeout_secs")
+MAX_TIMEOUT = 30.0
+
+
+def validate_hooks(body: dict[str, Any], default_timeout: float) -> dict[str, Any]:
+    """The webhook fields of a video request, checked; they are the server's, not the agent's."""
+    hooks: dict[str, Any] = {}
+    for name in HOOK_FIELDS[:4]:
+        url = body.get(name)
+        if url is None:
+            continue
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
+                or len(url) > 2048:
+            raise errors.ValidationError(name, f"{name} must be an http or https URL.")
+        hooks[name] = url
+    if "webhook_event_failover_url" in hooks and "webhook_event_url" not in hooks:
+        raise errors.ValidationError("webhook_event_failover_url",
+                                     "webhook_event_failover_url needs webhook_event_url.")
+    timeout = body.get("webhook_timeout_secs", default_timeout)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+            or not 0 < timeout <= MAX_TIMEOUT:
+        raise errors.ValidationError("webhook_timeout_secs",
+                                     f"webhook_timeout_secs must be a number of seconds "
+                                     f"above 0 and at most {MAX_TIMEOUT:g}.")
+    if hooks:
+        hooks["webhook_timeout_secs"] = float(timeout)
+    return hooks
+
+
+def sign(secret: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+class WebhookService:
+    def __init__(self, store: JobStore, config: Config) -> None:
+        self.store = store
+        self.config = config
+        self._worker: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def secret(self, owner: str) -> bytes:
+        return hmac.new(self.config.server.token.encode(), b"framewire-webhooks:" +
+                        owner.encode(), hashlib.sha256).digest()[:24]
+
+    def secret_text(self, owner: str) -> str:
+        return "whsec_" + base64.b64encode(self.secret(owner)).decode()
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+
+    async def on_status(self, record: JobRecord, status: dict[str, Any],
+                        body: dict[str, Any]) -> None:
+        """Queue the deliveries a change of state calls for (each at most once)."""
+        hooks = record.hooks
+        if not hooks:
+            return
+        state = status.get("status", "")
+        targets: list[tuple[str, list[str]]] = []
+        if "webhook_event_url" in hooks:
+            urls = [hooks["webhook_event_url"]]
+            if "webhook_event_failover_url" in hooks:
+                urls.append(hooks["webhook_event_failover_url"])
+            targets.append((f"job.{state}", urls))
+        if state == "succeeded" and "url_callback" in hooks:
+            targets.append(("callback", [hooks["url_callback"]]))
+        if state in ("failed", "canceled") and "url_errback" in hooks:
+            targets.append(("errback", [hooks["url_errback"]]))
+        now = time.time()
+        for kind, urls in targets:
+            payload = {"type": kind if kind.startswith("job.") else f"job.{state}",
+                       "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                       "data": body}
+            await self.store.add_delivery({
+                "id": f"msg_{record.vsid}_{kind.replace('.', '_')}", "vsid": record.vsid,
+                "owner": record.owner, "kind": kind, "urls": urls,
+                "body": json.dumps(payload), "timeout": hooks["webhook_timeout_secs"],
+                "state": "pending", "attempts": [], "next_at": now, "created": now})
+        if targets:
+            self._wake.set()
+
+    async def log(self, vsid: str) -> list[dict[str, Any]]:
+        return [{key: delivery[key] for key in ("id", "kind", "urls", "state", "attempts")}
+                | {"next_attempt": delivery["next_at"] if delivery["state"] == "pending"
+                   else None}
+                for delivery in await self.store.deliveries(vsid=vsid)]
+
+    async def replay(self, vsid: str, delivery_id: str) -> dict[str, Any]:
+        """Send a delivery again (same webhook-id), whatever became of it."""
+        for delivery in await self.store.deliveries(vsid=vsid):
+            if delivery["id"] == delivery_id:
+                delivery.update({"state": "pending", "next_at": time.time()})
+                await self.store.save_delivery(delivery)
+                self._wake.set()
+                return {key: delivery[key] for key in ("id", "kind", "urls", "state")}
+        raise errors.NotFound(f"Unknown delivery {delivery_id!r}.", code="unknown-delivery",
+                              hint="GET the job's webhooks for the ids of its deliveries.")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                for delivery in await self.store.deliveries(due=time.time()):
+                    await self._attempt(delivery)
+            except Exception:  # one bad delivery must not stop the others
+                log.exception("webhook worker")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.config.webhooks.poll_interval)
+            except TimeoutError:
+                pass
+
+    async def _attempt(self, delivery: dict[str, Any]) -> None:
+        attempts = delivery["attempts"]
+        urls = delivery["urls"]
+        url = urls[len(attempts) % len(urls)]  # primary, then failover, alternating
+        timestamp = int(time.time())
+        body = delivery["body"].encode()
+        request = HTTPRequest(url, method="POST", body=body, follow_redirects=False,
+                              request_timeout=delivery["timeout"],
+                              connect_timeout=delivery["timeout"], headers={
+                                  "Content-Type": "application/json",
+                                  "User-Agent": "framewire-webhooks",
+                                  "webhook-id": delivery["id"],
+                                  "webhook-timestamp": str(timestamp),
+                                  "webhook-signature": sign(self.secret(delivery["owner"]),
+                                                            delivery["id"], timestamp, body)})
+        outcome: dict[str, Any] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "url": url}
+        try:
+            response = await AsyncHTTPClient().fetch(request, raise_error=False)
+            outcome["status"] = response.code
+            delivered = 200 <= response.code < 300
+            if response.code == 599:
+                outcome["error"] = str(response.error)
+        except (HTTPClientError, OSError) as error:
+            outcome["error"] = str(error)
+            delivered = False
+        attempts.append(outcome)
+        schedule = self.config.webhooks.retry_schedule
+        if delivered:
+            delivery["state"] = "delivered"
+        elif len(attempts) > len(schedule):
+            delivery["state"] = "failed"
+            log.warning("webhook %s gave up after %d attempts", delivery["id"], len(attempts))
+        else:
+            delivery["next_at"] = time.time() + schedule[len(attempts) - 1]
+        await self.store.save_delivery(delivery)
