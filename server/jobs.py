@@ -18,6 +18,7 @@ from typing import Any
 
 from . import errors
 from .agent_client import AgentError
+from .delivery import validate_targets
 from .sessions import RemoteSession, agent_error
 from .store import JobEvent, JobRecord, JobStore
 from .webhooks import HOOK_FIELDS, WebhookService, validate_hooks
@@ -98,6 +99,9 @@ class VideoService:
         """
         agent = session.require_agent()
         hooks = validate_hooks(body, self.webhook_timeout)
+        targets, target_headers = validate_targets(body.get("deliver"))
+        if targets:
+            hooks["deliver"] = targets
         vsid = secrets.token_hex(16)
         if idempotency_key is not None:
             digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -110,7 +114,7 @@ class VideoService:
                         hint="Use a new key for a new request.")
                 return held[0]
         args = {key: value for key, value in body.items()
-                if key != "job" and key not in HOOK_FIELDS}
+                if key not in ("job", "deliver") and key not in HOOK_FIELDS}
         try:
             status = await agent.request("create-video", {**args, "job": vsid})
         except BaseException as failure:
@@ -127,6 +131,10 @@ class VideoService:
                            session.username, str(status.get("content_type", "")), frames,
                            status.get("status", "queued"), status, now, now, session.port,
                            hooks)
+        if self.webhooks is not None:
+            for index, headers in enumerate(target_headers):
+                if headers:
+                    self.webhooks.pending_headers[(vsid, index)] = headers
         await self.store.add(record)
         await self._apply(record, status)
         log.info("video %s… created in session %s… (%d frames)", vsid[:6], session.sid[:6],
@@ -157,7 +165,11 @@ class VideoService:
 
     async def status(self, session: RemoteSession, vsid: str) -> dict[str, Any]:
         record = await self._record(session, vsid)
-        return public_status(record, await self._refresh(session, record), session.sid)
+        body = public_status(record, await self._refresh(session, record), session.sid)
+        if record.hooks.get("deliver") and self.webhooks is not None:
+            body["deliveries"] = [entry for entry in await self.webhooks.log(vsid)
+                                  if entry["kind"] == "upload"]
+        return body
 
     async def wait(self, session: RemoteSession, vsid: str, timeout: float) -> dict[str, Any]:
         """Long-poll: the status once the job ends, or when ``timeout`` runs out."""

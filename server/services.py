@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .auth import TokenAuthenticator
 from .config import Config
+from .delivery import Uploader
 from .jobs import VideoService
 from .sessions import SessionManager
 from .store import JobStore
@@ -24,9 +25,13 @@ class Services:
     @classmethod
     def build(cls, config: Config) -> Services:
         jobs = JobStore(config.database)
-        webhooks = WebhookService(jobs, config)
+        sessions_box: list[SessionManager] = []
+        uploader = Uploader(jobs, lambda record: sessions_box[0].live_for(
+            record.owner, record.hostname, record.port, record.username))
+        webhooks = WebhookService(jobs, config, uploader)
         videos = VideoService(jobs, webhooks, config.webhooks.default_timeout)
         sessions = SessionManager(config, videos.on_agent_event)
+        sessions_box.append(sessions)
         return cls(config, TokenAuthenticator(config.server.token), sessions, jobs, videos,
                    webhooks)
 

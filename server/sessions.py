@@ -141,6 +141,16 @@ class SessionManager:
         session.last_access = time.time()
         return session
 
+    def live_for(self, owner: str, hostname: str, port: int,
+                 username: str) -> RemoteSession | None:
+        """Any live session with a running agent of ``owner`` to that host account."""
+        for session in self._sessions.values():
+            if (session.owner, session.hostname, session.port, session.username) == (
+                    owner, hostname, port, username) and not self._expired(session) \
+                    and session.agent is not None and session.agent.running:
+                return session
+        return None
+
     def _expired(self, session: RemoteSession) -> bool:
         return time.time() - session.last_access > self.idle_timeout
 

@@ -211,9 +211,9 @@ class JobStore:
 
     async def save_delivery(self, delivery: dict[str, Any]) -> None:
         await self._run(lambda db: db.execute(
-            "UPDATE deliveries SET state = ?, attempts = ?, next_at = ? WHERE id = ?",
+            "UPDATE deliveries SET state = ?, attempts = ?, next_at = ?, body = ? WHERE id = ?",
             (delivery["state"], json.dumps(delivery["attempts"]), delivery["next_at"],
-             delivery["id"])))
+             delivery["body"], delivery["id"])))
 
     async def deliveries(self, *, vsid: str | None = None, due: float | None = None
                          ) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from . import errors
 from .config import Config
+from .delivery import Uploader
 from .store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,14 @@ def sign(secret: bytes, message_id: str, timestamp: int, body: bytes) -> str:
 
 
 class WebhookService:
-    def __init__(self, store: JobStore, config: Config) -> None:
+    def __init__(self, store: JobStore, config: Config, uploader: Uploader) -> None:
         self.store = store
         self.config = config
+        self.uploader = uploader
         self._worker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # Upload headers of jobs not finished yet: memory only, never the store.
+        self.pending_headers: dict[tuple[str, int], dict[str, str]] = {}
 
     def secret(self, owner: str) -> bytes:
         return hmac.new(self.config.server.token.encode(), b"framewire-webhooks:" +
@@ -110,6 +114,19 @@ class WebhookService:
         if state in ("failed", "canceled") and "url_errback" in hooks:
             targets.append(("errback", [hooks["url_errback"]]))
         now = time.time()
+        if state == "succeeded":
+            for index, target in enumerate(hooks.get("deliver", [])):
+                delivery_id = f"upload_{record.vsid}_{index}"
+                headers = self.pending_headers.pop((record.vsid, index), None)
+                if headers:
+                    self.uploader.headers[delivery_id] = headers
+                await self.store.add_delivery({
+                    "id": delivery_id, "vsid": record.vsid, "owner": record.owner,
+                    "kind": "upload", "urls": [target["url"]],
+                    "body": json.dumps({**target, "sent": 0, "has_headers": bool(headers)}),
+                    "timeout": 600.0, "state": "pending", "attempts": [], "next_at": now,
+                    "created": now})
+                self._wake.set()
         for kind, urls in targets:
             payload = {"type": kind if kind.startswith("job.") else f"job.{state}",
                        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
@@ -123,10 +140,18 @@ class WebhookService:
             self._wake.set()
 
     async def log(self, vsid: str) -> list[dict[str, Any]]:
-        return [{key: delivery[key] for key in ("id", "kind", "urls", "state", "attempts")}
-                | {"next_attempt": delivery["next_at"] if delivery["state"] == "pending"
-                   else None}
-                for delivery in await self.store.deliveries(vsid=vsid)]
+        found = []
+        for delivery in await self.store.deliveries(vsid=vsid):
+            entry = {key: delivery[key] for key in ("id", "kind", "urls", "state", "attempts")}
+            entry["next_attempt"] = delivery["next_at"] if delivery["state"] == "pending" \
+                else None
+            if delivery["kind"] == "upload":
+                plan = json.loads(delivery["body"])
+                entry.update({"output": plan.get("output"), "method": plan["method"],
+                              "chunk_size": plan.get("chunk_size"),
+                              "bytes_sent": plan.get("sent", 0)})
+            found.append(entry)
+        return found
 
     async def replay(self, vsid: str, delivery_id: str) -> dict[str, Any]:
         """Send a delivery again (same webhook-id), whatever became of it."""
@@ -153,6 +178,13 @@ class WebhookService:
                 pass
 
     async def _attempt(self, delivery: dict[str, Any]) -> None:
+        if delivery["kind"] == "upload":
+            result = await self.uploader.attempt(delivery)
+            ok, final = bool(result.get("ok")), bool(result.get("final"))
+            self._settle(delivery, {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ"), **result},
+                         ok, final)
+            await self.store.save_delivery(delivery)
+            return
         attempts = delivery["attempts"]
         urls = delivery["urls"]
         url = urls[len(attempts) % len(urls)]  # primary, then failover, alternating
@@ -177,13 +209,24 @@ class WebhookService:
         except (HTTPClientError, OSError) as error:
             outcome["error"] = str(error)
             delivered = False
+        self._settle(delivery, outcome, delivered)
+        await self.store.save_delivery(delivery)
+
+    def _settle(self, delivery: dict[str, Any], outcome: dict[str, Any], delivered: bool,
+                final: bool = False) -> None:
+        """Log an attempt; then delivered, given up, or when to try next."""
+        attempts = delivery["attempts"]
+        outcome.pop("ok", None)
+        outcome.pop("final", None)
         attempts.append(outcome)
         schedule = self.config.webhooks.retry_schedule
         if delivered:
             delivery["state"] = "delivered"
-        elif len(attempts) > len(schedule):
+            self.uploader.headers.pop(delivery["id"], None)
+        elif final or len(attempts) > len(schedule):
             delivery["state"] = "failed"
-            log.warning("webhook %s gave up after %d attempts", delivery["id"], len(attempts))
+            self.uploader.headers.pop(delivery["id"], None)
+            log.warning("delivery %s gave up after %d attempts", delivery["id"],
+                        len(attempts))
         else:
             delivery["next_at"] = time.time() + schedule[len(attempts) - 1]
-        await self.store.save_delivery(delivery)
