@@ -6,6 +6,7 @@ and, once done, the output.  A restarted agent finds every job again from its
 directory, so neither a dropped SSH link nor a new agent loses one.
 """
 
+import errno
 import json
 import os
 import re
@@ -87,6 +88,21 @@ class JobStore(object):
         except FileExistsError:
             raise protocol.AgentError(protocol.JOB_EXISTS, "Job %s already exists."
                                       % spec["job"], {"field": "job"}) from None
+        try:
+            self._start(job_dir, spec)
+        except OSError as error:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise protocol.AgentError(
+                protocol.NO_SPACE if error.errno == errno.ENOSPC else protocol.INTERNAL,
+                "Could not start the job in %s: %s" % (self.root, error.strerror),
+                {"hint": "Free space in the agent's work directory on the remote host."
+                 if error.errno == errno.ENOSPC else "Check the agent's work directory."}) \
+                from None
+        return self.status({"job": spec["job"]})
+
+    def _start(self, job_dir, spec):
+        # type: (str, Dict[str, Any]) -> None
+        """Write the job's files and start its detached runner."""
         write_json(os.path.join(job_dir, "spec.json"), spec)
         first = spec["outputs"][0]
         status = {
@@ -118,9 +134,7 @@ class JobStore(object):
             log.close()
         # Reap the runner when it ends so it never lingers as a zombie.
         threading.Thread(target=runner.wait, daemon=True).start()
-        status["pid"] = runner.pid
         self._merge_pid(job_dir, runner.pid)
-        return self.status({"job": spec["job"]})
 
     def _merge_pid(self, job_dir, pid):
         # type: (str, int) -> None

@@ -30,6 +30,7 @@ MISSING_FILTER = "missing-filter"
 UNKNOWN_JOB = "unknown-job"
 JOB_EXISTS = "job-exists"
 CONVERSION_FAILED = "conversion-failed"
+NO_SPACE = "no-space"
 INTERNAL = "internal"
 
 

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional  # noqa: F401 (type comments)
 from . import ffmpeg, jobs, text
 
 STDERR_TAIL = 4000
+FULL_DISK_BYTES = 256 * 1024
 WRITE_INTERVAL = 0.25
 
 
@@ -37,7 +38,12 @@ class Runner(object):
         # type: (bool) -> None
         moment = time.time()
         if force or moment - self._last_write >= WRITE_INTERVAL:
-            jobs.write_json(self._path("status.json"), self.status)
+            try:
+                jobs.write_json(self._path("status.json"), self.status)
+            except OSError:
+                if force:
+                    raise
+                return  # a missed progress update (e.g. a full disk) is not fatal
             self._last_write = moment
 
     def _on_signal(self, signum, frame):
@@ -126,16 +132,24 @@ class Runner(object):
                 if key == "frame" and value.isdigit():
                     self._progress(int(value), total)
                 elif key == "progress":
-                    self._write(force=value == "end")
+                    self._write(force=False)  # the final status comes after the checks
             returncode = self.process.wait()
         self.status["returncode"] = returncode
         missing = [output["name"] for output, partial in zip(outputs, partials)
                    if not os.path.isfile(partial) or os.path.getsize(partial) == 0]
+        full = disk_full(self.job_dir)
+        if self.canceled or returncode != 0 or self.status["frames_done"] != total or missing:
+            # Free the space first: on a full disk the status must still be written.
+            jobs.remove_temporaries(self.job_dir)
         if self.canceled:
             self._finish("canceled", "Canceled.")
         elif returncode != 0:
             self.status["stderr"] = self._stderr_tail()
-            self._finish("failed", "ffmpeg failed with exit code %d." % returncode)
+            if full or "No space left on device" in self.status["stderr"]:
+                self._finish("failed", "The remote disk is full: ffmpeg could not write the "
+                             "output (No space left on device in %s)." % self.job_dir)
+            else:
+                self._finish("failed", "ffmpeg failed with exit code %d." % returncode)
         elif self.status["frames_done"] != total:
             self.status["stderr"] = self._stderr_tail()
             self._finish("failed", "ffmpeg wrote %d of %d frames."
@@ -188,6 +202,16 @@ class Runner(object):
             self.status["progress"] = 100.0
         self.status["events"]["completed"] = jobs.now()
         self._write()
+
+
+def disk_full(path):
+    # type: (str) -> bool
+    """Whether the filesystem holding ``path`` has (next to) no room left."""
+    try:
+        info = os.statvfs(path)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < FULL_DISK_BYTES
 
 
 def peak_memory_kb():

@@ -192,7 +192,7 @@ def agent_error(error: AgentError) -> errors.FramewireError:
         return errors.RemotePathError(error.message, code=code, hint=hint)
     field_name = details.get("field")
     pointer = "/" + field_name.replace(".", "/") if isinstance(field_name, str) else None
-    if code in ("no-ffmpeg", "no-encoder", "missing-filter"):
+    if code in ("no-ffmpeg", "no-encoder", "missing-filter", "no-space"):
         return errors.RemoteSetupError(error.message, code=code, hint=hint, pointer=pointer)
     if code == "bad-request":
         if isinstance(field_name, str):

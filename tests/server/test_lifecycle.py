@@ -250,3 +250,38 @@ def test_a_frame_ffmpeg_cannot_decode_fails_the_job(server: LiveServer, remote: 
     job_dir = Path(server.request("GET", f"/remotes/{remote}").json()["agent"]["work_dir"]) \
         / "jobs" / vsid
     assert not list(job_dir.glob("partial.*")) and not list(job_dir.glob("video.*"))
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs as the agent's work directory (the tests run as root, as CI does)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_remote_disk_fails_the_job_cleanly(make_server: Callable[..., LiveServer],
+                                                  tiny_disk: Path, images: Path) -> None:
+    from PIL import Image
+
+    server = make_server(local={"work_dir": str(tiny_disk)})
+    sid = server.post_json("/remotes", {"hostname": "localhost"}).json()["sid"]
+    paths = []
+    for index in range(30):
+        path = images / f"noise{index}.png"
+        Image.frombytes("RGB", (320, 240), os.urandom(320 * 240 * 3)).save(path)
+        paths.append(str(path))
+    response = server.post_json(f"/remotes/{sid}/videos",
+                                {"content-type": "video/mp4", "images": paths, "crf": 0})
+    assert response.status_code == 202
+    vsid = response.json()["sid"]
+    status = server.wait_video(sid, vsid)
+    assert status["status"] == "failed", status
+    assert status["message"].startswith("The remote disk is full: ffmpeg could not write the "
+                                        "output (No space left on device")
+    job_dir = tiny_disk / "jobs" / vsid
+    assert not list(job_dir.glob("partial.*")) and not list(job_dir.glob("video.*"))
+    assert not (job_dir / "frames").exists()
+    assert server.request("GET", f"/remotes/{sid}/videos/{vsid}").status_code == 409
