@@ -14,7 +14,7 @@ import tornado.web
 from . import errors
 from .auth import COOKIE, SINGLE_USER
 from .config import Config
-from .handlers import files, remotes, videos
+from .handlers import files, remotes, storage, videos
 from .handlers.base import ApiHandler
 from .services import Services
 
@@ -77,7 +77,8 @@ def make_app(config: Config, services: Services | None = None) -> tornado.web.Ap
     api: dict[str, Any] = {"services": services}
     routes: list[Any] = [
         (pattern, handler, api)
-        for pattern, handler in (*remotes.routes, *files.routes, *videos.routes)
+        for pattern, handler in (*remotes.routes, *files.routes, *videos.routes,
+                                 *storage.routes)
     ]
     web = str(web_root())
     routes.append((r"/()", IndexHandler, {"path": web, "default_filename": "index.html",

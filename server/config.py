@@ -66,11 +66,19 @@ class WebhookConfig:
 
 
 @dataclass
+class RetentionConfig:
+    # Outputs expire this many days after their job ends (per user; 0 = never).
+    default_days: float = 30.0
+    sweep_interval: float = 3600.0
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     ssh: SSHConfig = field(default_factory=SSHConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     @property
     def database(self) -> str:

@@ -8,6 +8,7 @@ from .auth import TokenAuthenticator
 from .config import Config
 from .delivery import Uploader
 from .jobs import VideoService
+from .retention import RetentionService
 from .sessions import SessionManager
 from .store import JobStore
 from .webhooks import WebhookService
@@ -21,6 +22,7 @@ class Services:
     jobs: JobStore
     videos: VideoService
     webhooks: WebhookService
+    retention: RetentionService
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -32,14 +34,18 @@ class Services:
         videos = VideoService(jobs, webhooks, config.webhooks.default_timeout)
         sessions = SessionManager(config, videos.on_agent_event)
         sessions_box.append(sessions)
+        retention = RetentionService(jobs, config, videos, sessions)
+        sessions.on_open = retention.sweep
         return cls(config, TokenAuthenticator(config.server.token), sessions, jobs, videos,
-                   webhooks)
+                   webhooks, retention)
 
     def start(self) -> None:
         self.sessions.start()
         self.webhooks.start()
+        self.retention.start()
 
     async def close(self) -> None:
+        await self.retention.close()
         await self.webhooks.close()
         await self.sessions.close_all()
         await self.jobs.close()

@@ -8,7 +8,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 
 from . import errors, ssh
 from .agent_client import AgentClient, AgentError
@@ -82,6 +82,9 @@ class SessionManager:
     def __init__(self, config: Config, on_event: EventSink) -> None:
         self.config = config
         self.on_event = on_event
+        # Called with every new session that has an agent (the retention sweeper).
+        self.on_open: Callable[[RemoteSession], Coroutine[Any, Any, Any]] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self._sessions: dict[str, RemoteSession] = {}
         self._reaper: asyncio.Task[None] | None = None
 
@@ -115,6 +118,10 @@ class SessionManager:
                 raise
         session = RemoteSession(sid, owner, hostname, port, username, transport, agent)
         self._sessions[sid] = session
+        if agent is not None and self.on_open is not None:
+            task: asyncio.Task[Any] = asyncio.create_task(self.on_open(session))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         log.info("session %s… opened: %s@%s (%s)", sid[:6], username, hostname,
                  transport.kind)
         return session
@@ -140,6 +147,11 @@ class SessionManager:
                                   hint="Create a new session with POST /remotes.")
         session.last_access = time.time()
         return session
+
+    def live(self) -> list[RemoteSession]:
+        return [session for session in self._sessions.values()
+                if not self._expired(session) and session.agent is not None
+                and session.agent.running]
 
     def live_for(self, owner: str, hostname: str, port: int,
                  username: str) -> RemoteSession | None:

@@ -58,6 +58,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
     created REAL NOT NULL,
     PRIMARY KEY (owner, key)
 );
+CREATE TABLE IF NOT EXISTS user_settings (
+    owner TEXT PRIMARY KEY,
+    expiration_days REAL
+);
 CREATE TABLE IF NOT EXISTS job_events (
     vsid TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -178,6 +182,19 @@ class JobStore:
             "SELECT seq, at, data FROM job_events WHERE vsid = ? AND seq > ? ORDER BY seq",
             (vsid, after)).fetchall())
         return [JobEvent(seq, at, json.loads(data)) for seq, at, data in rows]
+
+    # -- per-user settings --------------------------------------------------------
+
+    async def expiration_days(self, owner: str) -> float | None:
+        row = await self._run(lambda db: db.execute(
+            "SELECT expiration_days FROM user_settings WHERE owner = ?", (owner,)).fetchone())
+        return None if row is None else float(row[0])
+
+    async def set_expiration_days(self, owner: str, days: float) -> None:
+        await self._run(lambda db: db.execute(
+            "INSERT INTO user_settings (owner, expiration_days) VALUES (?, ?) "
+            "ON CONFLICT (owner) DO UPDATE SET expiration_days = excluded.expiration_days",
+            (owner, days)))
 
     # -- idempotency keys ------------------------------------------------------
 
