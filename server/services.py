@@ -8,6 +8,7 @@ from .auth import TokenAuthenticator
 from .config import Config
 from .delivery import Uploader
 from .jobs import VideoService
+from .reattach import Reattacher
 from .retention import RetentionService
 from .sessions import SessionManager
 from .store import JobStore
@@ -23,6 +24,7 @@ class Services:
     videos: VideoService
     webhooks: WebhookService
     retention: RetentionService
+    reattacher: Reattacher
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -37,14 +39,16 @@ class Services:
         retention = RetentionService(jobs, config, videos, sessions)
         sessions.on_open = retention.sweep
         return cls(config, TokenAuthenticator(config.server.token), sessions, jobs, videos,
-                   webhooks, retention)
+                   webhooks, retention, Reattacher(jobs, config, sessions, videos))
 
     def start(self) -> None:
         self.sessions.start()
         self.webhooks.start()
         self.retention.start()
+        self.reattacher.start()
 
     async def close(self) -> None:
+        await self.reattacher.close()
         await self.retention.close()
         await self.webhooks.close()
         await self.sessions.close_all()

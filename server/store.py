@@ -161,6 +161,13 @@ class JobStore:
         rows = await self._run(lambda db: db.execute(query, (*values, limit)).fetchall())
         return [JobRecord.from_row(row) for row in rows]
 
+    async def find_all(self, states: list[str]) -> list[JobRecord]:
+        """Every owner's jobs in ``states`` (for the server's own follow-up)."""
+        query = (f"SELECT {_COLUMNS} FROM jobs WHERE state IN ({','.join('?' * len(states))}) "
+                 "ORDER BY created")
+        rows = await self._run(lambda db: db.execute(query, states).fetchall())
+        return [JobRecord.from_row(row) for row in rows]
+
     async def update(self, vsid: str, status: dict[str, Any]) -> None:
         await self._run(lambda db: db.execute(
             "UPDATE jobs SET state = ?, status = ?, updated = ? WHERE vsid = ?",

@@ -285,3 +285,34 @@ def test_a_full_remote_disk_fails_the_job_cleanly(make_server: Callable[..., Liv
     assert not list(job_dir.glob("partial.*")) and not list(job_dir.glob("video.*"))
     assert not (job_dir / "frames").exists()
     assert server.request("GET", f"/remotes/{sid}/videos/{vsid}").status_code == 409
+
+
+def test_server_with_keys_follows_jobs_after_a_restart(make_server: Callable[..., LiveServer],
+                                                       sshd: SSHD, slow_frames: list[str]
+                                                       ) -> None:
+    """Nobody comes back after the restart, yet the job's callback arrives."""
+    from tests.fixtures import free_port
+    from tests.webhook_receiver import Receiver
+
+    ssh = {"known_hosts": str(sshd.known_hosts), "client_keys": [str(sshd.client_key)]}
+    hooks = {"retry_schedule": [0.3, 0.5, 1.0], "poll_interval": 0.1}
+    first = make_server(ssh=ssh, webhooks=hooks)
+    sid = first.post_json("/remotes", {"hostname": "127.0.0.1", "port": sshd.port,
+                                       "username": sshd.user}).json()["sid"]
+    hook = Receiver(free_port()).start()
+    try:
+        vsid = start_job(first, sid, slow_frames, url_callback=hook.url)
+        first.stop()
+        second = LiveServer(make_config(Path(first.config.server.data_dir), ssh=ssh,
+                                        webhooks=hooks, server={"token": first.token}))
+        try:
+            deadline = time.monotonic() + 120
+            while not hook.received:
+                assert time.monotonic() < deadline, "no callback after the restart"
+                time.sleep(0.2)
+            body = json.loads(hook.received[0].body)
+            assert body["type"] == "job.succeeded" and body["data"]["sid"] == vsid
+        finally:
+            second.stop()
+    finally:
+        hook.stop()
