@@ -193,6 +193,8 @@ class VideoService:
         changed = self._change(vsid)
         found = await self.store.events(vsid, after)
         if not found:
+            if record.status.get("status") in FINAL:
+                return [], True  # resumed after the final event: nothing will follow
             try:
                 await asyncio.wait_for(changed.wait(), REFRESH_INTERVAL)
             except TimeoutError:
@@ -239,8 +241,9 @@ class VideoService:
         if last is not None and (state, phase) == last[:2] and (
                 progress == last[3] or now - last[2] < PROGRESS_INTERVAL):
             return
-        if last is not None and last[0] in FINAL:
-            return  # the end was announced; nothing follows it
+        if last is not None and last[0] in FINAL and not (
+                state == "expired" and last[0] != "expired"):
+            return  # the end was announced; only a later deletion follows it
         self._emitted[record.vsid] = (state, phase, now, progress)
         await self.store.add_event(record.vsid, status)
         if self.webhooks is not None and (last is None or last[0] != state):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import os
 import secrets
@@ -105,7 +106,7 @@ class SessionManager:
             cache = os.path.join(self.config.server.data_dir, "agent")
             transport = LocalTransport(cache, local_ffmpeg(self.config.local.ffmpeg),
                                        self.config.local.work_dir)
-            username = username or os.environ.get("USER", "")
+            username = username or getpass.getuser()
         else:
             transport = await ssh.connect(self.config.ssh, hostname, port, username, password)
         sid = secrets.token_hex(16)

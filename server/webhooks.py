@@ -51,7 +51,7 @@ def validate_hooks(body: dict[str, Any], default_timeout: float) -> dict[str, An
     if "webhook_event_failover_url" in hooks and "webhook_event_url" not in hooks:
         raise errors.ValidationError("webhook_event_failover_url",
                                      "webhook_event_failover_url needs webhook_event_url.")
-    timeout = body.get("webhook_timeout_secs", default_timeout)
+    timeout = body.get("webhook_timeout_secs", min(default_timeout, MAX_TIMEOUT))
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
             or not 0 < timeout <= MAX_TIMEOUT:
         raise errors.ValidationError("webhook_timeout_secs",
@@ -60,6 +60,10 @@ def validate_hooks(body: dict[str, Any], default_timeout: float) -> dict[str, An
     if hooks:
         hooks["webhook_timeout_secs"] = float(timeout)
     return hooks
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def sign(secret: bytes, message_id: str, timestamp: int, body: bytes) -> str:
@@ -181,7 +185,7 @@ class WebhookService:
         if delivery["kind"] == "upload":
             result = await self.uploader.attempt(delivery)
             ok, final = bool(result.get("ok")), bool(result.get("final"))
-            self._settle(delivery, {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ"), **result},
+            self._settle(delivery, {"at": _now_iso(), **result},
                          ok, final)
             await self.store.save_delivery(delivery)
             return
@@ -199,7 +203,7 @@ class WebhookService:
                                   "webhook-timestamp": str(timestamp),
                                   "webhook-signature": sign(self.secret(delivery["owner"]),
                                                             delivery["id"], timestamp, body)})
-        outcome: dict[str, Any] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "url": url}
+        outcome: dict[str, Any] = {"at": _now_iso(), "url": url}
         try:
             response = await AsyncHTTPClient().fetch(request, raise_error=False)
             outcome["status"] = response.code

@@ -4,6 +4,7 @@ outputs by name, lists, long-polls, progress streams and cancel."""
 from __future__ import annotations
 
 import json
+import math
 import time
 
 from tornado.iostream import StreamClosedError
@@ -65,9 +66,10 @@ class VideoStatusHandler(ApiHandler):
             try:
                 seconds = float(timeout)
             except ValueError:
+                seconds = math.nan
+            if not math.isfinite(seconds) or seconds < 0:
                 raise errors.ValidationError(
-                    "timeout", f"timeout must be a number of seconds, got {timeout!r}.") \
-                    from None
+                    "timeout", f"timeout must be a number of seconds, got {timeout!r}.")
             self.write_json(await self.services.videos.wait(session, vsid, seconds))
             return
         self.write_json(await self.services.videos.status(session, vsid))

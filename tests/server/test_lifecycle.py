@@ -316,3 +316,28 @@ def test_server_with_keys_follows_jobs_after_a_restart(make_server: Callable[...
             second.stop()
     finally:
         hook.stop()
+
+
+def test_resuming_a_finished_stream_ends_and_deletion_is_an_event(server: LiveServer,
+                                                                  remote: str,
+                                                                  images: Path) -> None:
+    vsid = start_job(server, remote, solid_frames(images, colours(2)))
+    server.wait_video(remote, vsid)
+    url = f"/remotes/{remote}/videos/{vsid}/events"
+    ndjson = {"Accept": "application/x-ndjson"}
+    with server.request("GET", url, stream=True, timeout=30, headers=ndjson) as response:
+        events = [json.loads(line) for line in response.iter_lines()]
+    last = events[-1]["id"]
+    started = time.monotonic()
+    with server.request("GET", url, stream=True, timeout=30,
+                        headers={**ndjson, "Last-Event-ID": str(last)}) as response:
+        assert [line for line in response.iter_lines()] == []
+    assert time.monotonic() - started < 5, "a resumed stream of a finished job hung"
+    assert server.request("DELETE", f"/remotes/{remote}/videos/{vsid}").status_code == 204
+    with server.request("GET", url, stream=True, timeout=30,
+                        headers={**ndjson, "Last-Event-ID": str(last)}) as response:
+        after = [json.loads(line) for line in response.iter_lines()]
+    assert [event["data"]["status"] for event in after] == ["expired"]
+    nan = server.request("GET", f"/remotes/{remote}/videos/{vsid}/status",
+                         params={"block": "true", "timeout": "nan"})
+    assert nan.status_code == 400
