@@ -16,7 +16,7 @@ from . import ffmpeg, jobs, text
 
 STDERR_TAIL = 4000
 FULL_DISK_BYTES = 256 * 1024
-WRITE_INTERVAL = 0.25
+WRITE_INTERVAL = 0.5
 
 
 class Runner(object):

@@ -45,7 +45,7 @@ CIPHER = "aes128-gcm@openssh.com"  # framewire's first choice (server/config.py)
 CONTENT_TYPE = "video/mp4"
 ENCODER = "libx264"
 FRAME_RATE = "25"
-POLL_INTERVAL = 0.1
+LONG_POLL = "60"
 CHUNK = 1 << 20
 RESULTS = HERE / "results" / "latest.json"
 FINAL = ("succeeded", "failed", "canceled", "expired")
@@ -224,7 +224,11 @@ def stream_to(response: requests.Response, sink: Any, deadline: float) -> tuple[
 
 def framewire_encode(server: ServerProcess, sid: str, images: list[str], out: Path,
                      timeout: float) -> dict[str, Any]:
-    """POST the job, poll its status every POLL_INTERVAL, download the video to ``out``."""
+    """POST the job, long-poll its status until it ends, download the video to ``out``.
+
+    The long-poll (``status?block=true``) is how a client waits without
+    spending the CPU the encode needs; each call returns when the job ends.
+    """
     deadline = time.monotonic() + timeout
     start = time.perf_counter()
     response = expect(server.request("POST", f"/remotes/{sid}/videos", json={
@@ -234,9 +238,9 @@ def framewire_encode(server: ServerProcess, sid: str, images: list[str], out: Pa
     posted = time.perf_counter()
     polls = 0
     while True:
-        time.sleep(POLL_INTERVAL)
         polls += 1
-        status = expect(server.request("GET", f"/remotes/{sid}/videos/{vsid}/status"),
+        status = expect(server.request("GET", f"/remotes/{sid}/videos/{vsid}/status",
+                                       params={"block": "true", "timeout": LONG_POLL}),
                         200, "GET video status").json()
         if status["status"] in FINAL:
             break
@@ -677,7 +681,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "parameters": {"frames": args.frames, "size": args.size,
                        "download_mib": args.download_mb, "repeat": args.repeat,
-                       "quick": args.quick, "poll_interval": POLL_INTERVAL,
+                       "quick": args.quick, "long_poll_seconds": LONG_POLL,
                        "content_type": CONTENT_TYPE, "encoder": ENCODER,
                        "frame_rate": FRAME_RATE},
         "environment": env,
