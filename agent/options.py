@@ -45,6 +45,7 @@ _COLOUR = re.compile(r"^(#[0-9a-fA-F]{6}|black|white|gray|grey|red|green|blue)$"
 _BITRATE = re.compile(r"^([0-9]{1,11}(\.[0-9]{1,6})?)([kKmM]?)$")
 _PERCENT = re.compile(r"^([0-9]{1,3}(\.[0-9]+)?)%$")
 
+SERVER_FIELDS = ("job", "max-images")
 JOB_FIELDS = ("content-type", "images", "frame-rate", "durations", "width", "height",
               "fit", "background", "codec", "crf", "bitrate", "preset", "speed",
               "pixel-format", "gop", "outputs", "poster", "contact-sheet", "gif", "layout",
@@ -143,13 +144,21 @@ def natural_key(name):
             for part in re.split(r"([0-9]+)", name) if part != ""]
 
 
-def expand(images, field="images"):
-    # type: (Any, str) -> List[str]
-    """The list of image paths a request names, in encoding order."""
+def _within(paths, field, limit):
+    # type: (List[str], str, Optional[int]) -> List[str]
+    if limit is not None and len(paths) > limit:
+        raise bad(field, "%s selects %d images; this server allows at most %d per job "
+                  "(use step, or split the job)." % (field, len(paths), limit))
+    return paths
+
+
+def expand(images, field="images", limit=None):
+    # type: (Any, str, Optional[int]) -> List[str]
+    """The list of image paths a request names, in encoding order (at most ``limit``)."""
     if isinstance(images, list):
         if not images:
             raise bad(field, "%s must name at least one image." % field)
-        return images
+        return _within(images, field, limit)
     if not isinstance(images, dict):
         raise bad(field, "%s must be a list of absolute paths or an object "
                   "{\"directory\", \"pattern\", \"sort\", \"start\", \"stop\", \"step\"}."
@@ -191,7 +200,7 @@ def expand(images, field="images"):
     if not selected:
         raise bad(field + ".start", "start, stop and step select none of the %d files "
                   "matching %r." % (len(entries), pattern))
-    return selected
+    return _within(selected, field, limit)
 
 
 def _mtime(path):
@@ -564,8 +573,8 @@ def _canvas_size(layout, default):
     return default
 
 
-def plan_layout(layout, failures):
-    # type: (Any, List[Dict[str, Any]]) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]
+def plan_layout(layout, failures, limit=None):
+    # type: (Any, List[Dict[str, Any]], Optional[int]) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]  # noqa: E501
     """The canvas and one source per region of a composition."""
     if not isinstance(layout, dict):
         raise bad("layout", "layout must be an object with type \"grid\" or \"regions\".")
@@ -590,7 +599,7 @@ def plan_layout(layout, failures):
         if not isinstance(item, dict):
             raise bad(where, "%s must be an object with images." % where)
         _check_fields(item, SOURCE_FIELDS if kind == "grid" else REGION_FIELDS, where)
-        paths = expand(item.get("images"), where + ".images")
+        paths = expand(item.get("images"), where + ".images", limit)
         frames = inspect(paths, where + ".images", failures)
         for frame in frames:
             frame["repeat"] = 1
@@ -718,7 +727,9 @@ def plan_text(args, sources, ffmpeg_info):
 def build_spec(args, ffmpeg_info):
     # type: (Dict[str, Any], Dict[str, Any]) -> Dict[str, Any]
     """Validate ``args`` (a create-video request) and return the job spec."""
-    _check_fields({key: args[key] for key in args if key != "job"}, JOB_FIELDS, "")
+    _check_fields({key: args[key] for key in args if key not in SERVER_FIELDS}, JOB_FIELDS,
+                  "")
+    limit = args.get("max-images")  # set by the server, never by its caller
     rate = frame_rate(args.get("frame-rate"))
     notes = []  # type: List[str]
     layout = args.get("layout")
@@ -727,10 +738,10 @@ def build_spec(args, ffmpeg_info):
             if args.get(key) is not None:
                 raise bad(key, "%s cannot be combined with layout: each layout source has "
                           "its own images." % key)
-        canvas, sources = plan_layout(layout, [])
+        canvas, sources = plan_layout(layout, [], limit)
         frame_count = max(len(source["frames"]) for source in sources)
     else:
-        frames = inspect(expand(args.get("images")))
+        frames = inspect(expand(args.get("images"), "images", limit))
         held = repeats(args.get("durations"), len(frames), rate)
         for index, frame in enumerate(frames):
             frame["repeat"] = held[index]

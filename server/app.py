@@ -12,9 +12,9 @@ from typing import Any
 import tornado.web
 
 from . import errors
-from .auth import COOKIE, SINGLE_USER
+from .auth import COOKIE, SINGLE_USER, server_secret
 from .config import Config
-from .handlers import files, remotes, storage, videos
+from .handlers import account, files, remotes, storage, videos
 from .handlers.base import ApiHandler
 from .services import Services
 
@@ -65,10 +65,12 @@ class IndexHandler(tornado.web.StaticFileHandler):
     async def get(self, path: str, include_body: bool = True) -> None:
         token = self.get_query_argument("token", None)
         if token is not None and self.services.auth.check(token):
-            self.set_signed_cookie(COOKIE, SINGLE_USER, httponly=True, samesite="Strict",
+            self.set_signed_cookie(COOKIE, SINGLE_USER, httponly=True, samesite="Lax",
+                                   expires_days=self.services.config.auth.login_days,
                                    secure=self.request.protocol == "https")
             self.redirect("/")
             return
+        self.xsrf_token  # sets the _xsrf cookie the UI sends back  # noqa: B018
         await super().get(path, include_body)
 
 
@@ -78,7 +80,7 @@ def make_app(config: Config, services: Services | None = None) -> tornado.web.Ap
     routes: list[Any] = [
         (pattern, handler, api)
         for pattern, handler in (*remotes.routes, *files.routes, *videos.routes,
-                                 *storage.routes)
+                                 *storage.routes, *account.routes)
     ]
     web = str(web_root())
     routes.append((r"/()", IndexHandler, {"path": web, "default_filename": "index.html",
@@ -88,13 +90,17 @@ def make_app(config: Config, services: Services | None = None) -> tornado.web.Ap
         routes,
         default_handler_class=NoRoute,
         default_handler_args=api,
-        # Derived from the token: cookies survive a restart, die with a new token.
-        cookie_secret=hashlib.sha256(b"framewire-cookie:" + config.server.token.encode()
-                                     ).hexdigest(),
+        # Derived from the server's key: cookies survive a restart, die with a new
+        # token (token mode) or key (users mode).
+        cookie_secret=hashlib.sha256(b"framewire-cookie:" + server_secret(config)).hexdigest(),
+        xsrf_cookies=True,
+        xsrf_cookie_kwargs={"samesite": "Strict",
+                            "secure": bool(config.server.certfile)},
         log_function=log_request,
         serve_traceback=config.server.debug,
         debug=False,
         compress_response=False,
     )
     app.settings["framewire_services"] = services
+    app.settings["web_root"] = Path(web)
     return app

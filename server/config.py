@@ -31,6 +31,62 @@ class ServerConfig:
     data_dir: str = field(default_factory=lambda: _home(".local", "share", "framewire"))
     session_idle_timeout: float = 3600.0
     debug: bool = False
+    # HTTPS when both are set (PEM files); login cookies are then Secure.
+    certfile: str = ""
+    keyfile: str = ""
+    # Audit lines (logins, sessions, jobs) also go to this file when set.
+    audit_log: str = ""
+
+
+@dataclass
+class AuthConfig:
+    mode: str = "token"  # "token" (one user, the server token) or "users"
+    users_file: str = ""  # default: DATA_DIR/users.toml
+    # A header set by a trusted reverse proxy naming the user (single sign-on),
+    # honoured only from trusted_proxies.  Off when empty.
+    trusted_header: str = ""
+    trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    login_days: float = 7.0
+    # Users mode: signs login cookies and webhook secrets; default a generated
+    # DATA_DIR/secret_key (mode 0600).
+    secret_key: str = ""
+    # Failed logins (password or Basic) from one address before a pause.
+    max_failed_logins: int = 10
+
+
+@dataclass
+class LimitsConfig:
+    max_body_bytes: int = 8 << 20
+    max_images: int = 100_000
+    sessions_per_user: int = 16
+    jobs_per_user: int = 8  # queued or running at once
+    requests_per_minute: int = 1200  # per user; 0 = no limit
+
+
+@dataclass
+class OutgoingConfig:
+    # Webhooks and deliveries.  A URL's host must match allow_hosts and none
+    # of deny_hosts (shell-style patterns); each address it resolves to must
+    # not be loopback, link-local, private or otherwise special unless it is
+    # in allow_networks, and never in deny_networks.
+    allow_hosts: list[str] = field(default_factory=lambda: ["*"])
+    deny_hosts: list[str] = field(default_factory=list)
+    allow_networks: list[str] = field(default_factory=list)
+    deny_networks: list[str] = field(default_factory=list)
+    max_redirects: int = 3
+
+
+@dataclass
+class HostConfig:
+    """Settings for one remote host (``[hosts."NAME"]``)."""
+
+    # Keys (and their certificates) the server logs in with to this host.
+    client_keys: list[str] = field(default_factory=list)
+    client_certs: list[str] = field(default_factory=list)
+    # Framewire users who may use those keys; ["*"] for everyone.
+    key_users: list[str] = field(default_factory=lambda: ["*"])
+    host_key_policy: str = ""  # "strict" or "accept-new"; default [ssh] host_key_policy
+    python: str = ""
 
 
 @dataclass
@@ -39,6 +95,11 @@ class SSHConfig:
     # Keys the server itself logs in with when a request brings no password.
     client_keys: list[str] = field(default_factory=list)
     python: str = "python3"
+    # "strict": only keys in known_hosts; "accept-new": record a first key
+    # (a changed key is always refused).
+    host_key_policy: str = "strict"
+    # Hostnames POST /remotes may name (shell-style patterns).
+    allowed_hosts: list[str] = field(default_factory=lambda: ["*"])
     connect_timeout: float = 20.0
     agent_start_timeout: float = 60.0
     # AES-GCM first: with AES-NI it streams ~1.4x faster than chacha20.
@@ -49,7 +110,9 @@ class SSHConfig:
 
 @dataclass
 class LocalConfig:
-    enabled: bool = True
+    # The local transport runs agents as the server's own account: on by
+    # default in token mode, off in users mode unless set to true.
+    enabled: bool | None = None
     hostnames: list[str] = field(default_factory=lambda: ["localhost"])
     # ffmpeg for local agents; empty means PATH, then imageio-ffmpeg's binary.
     ffmpeg: str = ""
@@ -79,10 +142,30 @@ class Config:
     local: LocalConfig = field(default_factory=LocalConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    outgoing: OutgoingConfig = field(default_factory=OutgoingConfig)
+    hosts: dict[str, HostConfig] = field(default_factory=dict)
 
     @property
     def database(self) -> str:
         return os.path.join(self.server.data_dir, "framewire.sqlite3")
+
+    @property
+    def users_file(self) -> str:
+        return self.auth.users_file or os.path.join(self.server.data_dir, "users.toml")
+
+    @property
+    def local_enabled(self) -> bool:
+        if self.local.enabled is None:
+            return self.auth.mode != "users"
+        return self.local.enabled
+
+    def host(self, hostname: str) -> HostConfig:
+        return self.hosts.get(hostname) or HostConfig()
+
+    def host_key_policy(self, hostname: str) -> str:
+        return self.host(hostname).host_key_policy or self.ssh.host_key_policy
 
 
 class ConfigError(Exception):
@@ -97,6 +180,16 @@ def _apply(target: Any, values: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: unknown setting {key!r} "
                               f"(known: {', '.join(sorted(known))})")
         current = getattr(target, name)
+        if name == "hosts" and isinstance(target, Config):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.hosts must be a table of host tables")
+            for host, settings in value.items():
+                if not isinstance(settings, dict):
+                    raise ConfigError(f"{where}.hosts.{host} must be a table")
+                entry = HostConfig()
+                _apply(entry, settings, f"{where}.hosts.{host}")
+                current[host] = entry
+            continue
         if is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}.{key} must be a table")
@@ -125,12 +218,50 @@ def load(path: str | None = None, environ: dict[str, str] | None = None) -> Conf
         config.server.data_dir = env["FRAMEWIRE_DATA_DIR"]
     if env.get("FRAMEWIRE_KNOWN_HOSTS"):
         config.ssh.known_hosts = env["FRAMEWIRE_KNOWN_HOSTS"]
+    check(config)
     return config
+
+
+def check(config: Config) -> None:
+    """Refuse settings that cannot work, naming the setting."""
+    import ipaddress
+
+    if config.auth.mode not in ("token", "users"):
+        raise ConfigError(f"auth.mode must be \"token\" or \"users\", not {config.auth.mode!r}")
+    policies = ("strict", "accept-new")
+    if config.ssh.host_key_policy not in policies:
+        raise ConfigError("ssh.host_key_policy must be \"strict\" or \"accept-new\"")
+    for name, host in config.hosts.items():
+        if host.host_key_policy and host.host_key_policy not in policies:
+            raise ConfigError(f"hosts.{name}.host_key_policy must be \"strict\" or "
+                              "\"accept-new\"")
+    for key in ("allow_networks", "deny_networks"):
+        for entry in getattr(config.outgoing, key):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(f"outgoing.{key}: {entry!r} is not a network such as "
+                                  "\"10.0.0.0/8\"") from None
+    for entry in config.auth.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(f"auth.trusted_proxies: {entry!r} is not an address or "
+                              "network") from None
+    if bool(config.server.certfile) != bool(config.server.keyfile):
+        raise ConfigError("server.certfile and server.keyfile go together: set both for HTTPS")
+    for key in ("max_body_bytes", "max_images", "sessions_per_user", "jobs_per_user"):
+        value = getattr(config.limits, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"limits.{key} must be a whole number of at least 1")
+    if not isinstance(config.limits.requests_per_minute, int) or \
+            config.limits.requests_per_minute < 0:
+        raise ConfigError("limits.requests_per_minute must be a whole number (0 = no limit)")
 
 
 def ensure_token(config: Config) -> bool:
     """Generate a token when none is configured; True if one was generated."""
-    if config.server.token:
+    if config.server.token or config.auth.mode == "users":
         return False
     config.server.token = secrets.token_urlsafe(24)
     return True

@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Awaitable, Callable
-from urllib.parse import urlsplit
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from . import errors
+from .outgoing import OutgoingPolicy
 from .sessions import RemoteSession
 from .store import JobRecord, JobStore
 
@@ -31,7 +31,8 @@ RESERVED = {"host", "content-length", "content-range", "transfer-encoding", "con
 SessionLookup = Callable[[JobRecord], RemoteSession | None]
 
 
-def validate_targets(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def validate_targets(value: Any, policy: OutgoingPolicy
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """``deliver`` checked: the targets to keep, and their headers (kept apart)."""
     if value is None:
         return [], []
@@ -48,11 +49,7 @@ def validate_targets(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, s
             raise errors.ValidationError(f"{where}.{sorted(unknown)[0]}",
                                          f"Unknown option {where}.{sorted(unknown)[0]}; "
                                          "allowed: chunk_size, headers, method, output, url.")
-        url = item.get("url")
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise errors.ValidationError(f"{where}.url", f"{where}.url must be an http or "
-                                         "https URL.")
+        url = policy.check_url(item.get("url"), f"{where}.url")
         method = item.get("method", "PUT")
         if method not in ("PUT", "POST"):
             raise errors.ValidationError(f"{where}.method",
@@ -80,9 +77,11 @@ def validate_targets(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, s
 
 
 class Uploader:
-    def __init__(self, store: JobStore, sessions: SessionLookup) -> None:
+    def __init__(self, store: JobStore, sessions: SessionLookup,
+                 policy: OutgoingPolicy) -> None:
         self.store = store
         self.sessions = sessions
+        self.policy = policy
         self.headers: dict[str, dict[str, str]] = {}  # delivery id -> extra headers
 
     async def attempt(self, delivery: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +109,7 @@ class Uploader:
         chunk = plan.get("chunk_size") or size or 1
         headers = {"Content-Type": output["content_type"], "User-Agent": "framewire",
                    **self.headers.get(delivery["id"], {})}
-        client = AsyncHTTPClient()
+        client = self.policy.client
         while sent < size or (size == 0 and sent == 0):
             length = min(chunk, size - sent)
             request_headers = dict(headers)

@@ -9,13 +9,17 @@ Exception tree::
     │   ├── RemotePathError        File not found / Can't read directory / Access denied
     │   ├── BadImages              some images of a video request are unusable
     │   ├── RemoteSetupError       the remote host lacks ffmpeg or an encoder
-    │   └── UnknownHostKey         the host's key is not in known_hosts
-    ├── Unauthorized (401)         no or wrong framewire token
+    │   └── UnknownHostKey         the host's key is unknown or changed
+    ├── Unauthorized (401)         no or wrong framewire credentials
+    │   └── AuthChallenge          the remote host asks questions (keyboard-interactive)
+    ├── Forbidden (403)            XSRF check failed, admin role required
     ├── RemoteAuthFailed (403)     the remote host refused the username/password
     ├── NotFound (404)             unknown or expired session or video
     ├── VideoNotReady (409)
     ├── IdempotencyConflict (409)  an Idempotency-Key reused with another body
+    ├── PayloadTooLarge (413)      the request body is over the limit
     ├── RangeNotSatisfiable (416)
+    ├── TooManyRequests (429)      a rate or concurrency limit; Retry-After when it passes
     └── RemoteFailure (502)        connection, agent start-up or agent failures
 """
 
@@ -39,6 +43,8 @@ class FramewireError(Exception):
             self.code = code
         self.details = details or []
         self.headers = headers or {}
+        # Extra top-level members of the response body (a challenge's prompts).
+        self.body: dict[str, Any] = {}
 
     def errors(self) -> list[dict[str, Any]]:
         """The JSON:API-style ``errors`` list of the response body."""
@@ -97,6 +103,24 @@ class Unauthorized(FramewireError):
     code = "unauthorized"
 
 
+class AuthChallenge(Unauthorized):
+    """The remote host asked questions; the body carries them and a challenge id."""
+
+    code = "remote-challenge"
+
+    def __init__(self, challenge: dict[str, Any]) -> None:
+        super().__init__(
+            "The remote host asks for more answers.",
+            hint="POST /remotes again with {\"challenge\": ID, \"responses\": [...]} "
+                 "(one answer per prompt).")
+        self.body = {"challenge": challenge}
+
+
+class Forbidden(FramewireError):
+    status = 403
+    code = "forbidden"
+
+
 class RemoteAuthFailed(FramewireError):
     status = 403
     code = "remote-auth-failed"
@@ -115,6 +139,16 @@ class VideoNotReady(FramewireError):
 class IdempotencyConflict(FramewireError):
     status = 409
     code = "idempotency-key-reused"
+
+
+class PayloadTooLarge(FramewireError):
+    status = 413
+    code = "payload-too-large"
+
+
+class TooManyRequests(FramewireError):
+    status = 429
+    code = "too-many-requests"
 
 
 class RangeNotSatisfiable(FramewireError):

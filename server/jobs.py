@@ -18,7 +18,9 @@ from typing import Any
 
 from . import errors
 from .agent_client import AgentError
+from .config import LimitsConfig, OutgoingConfig
 from .delivery import validate_targets
+from .outgoing import OutgoingPolicy
 from .sessions import RemoteSession, agent_error
 from .store import JobEvent, JobRecord, JobStore
 from .webhooks import HOOK_FIELDS, WebhookService, validate_hooks
@@ -81,8 +83,10 @@ def public_status(record: JobRecord, status: dict[str, Any], sid: str) -> dict[s
 
 class VideoService:
     def __init__(self, store: JobStore, webhooks: WebhookService | None = None,
-                 webhook_timeout: float = 10.0) -> None:
+                 webhook_timeout: float = 10.0, limits: LimitsConfig | None = None) -> None:
         self.store = store
+        self.limits = limits or LimitsConfig()
+        self.policy = webhooks.policy if webhooks else OutgoingPolicy(OutgoingConfig())
         self.webhooks = webhooks
         self.webhook_timeout = webhook_timeout
         self._changed: dict[str, asyncio.Event] = {}
@@ -98,8 +102,11 @@ class VideoService:
         answer with the first job instead of starting another encode.
         """
         agent = session.require_agent()
-        hooks = validate_hooks(body, self.webhook_timeout)
-        targets, target_headers = validate_targets(body.get("deliver"))
+        if "max-images" in body:
+            raise errors.ValidationError("max-images", "max-images is set by the server "
+                                         f"({self.limits.max_images}); leave it out.")
+        hooks = validate_hooks(body, self.webhook_timeout, self.policy)
+        targets, target_headers = validate_targets(body.get("deliver"), self.policy)
         if targets:
             hooks["deliver"] = targets
         vsid = secrets.token_hex(16)
@@ -113,8 +120,18 @@ class VideoService:
                         "Idempotency-Key was already used with a different request.",
                         hint="Use a new key for a new request.")
                 return held[0]
+        active = await self.store.find(session.owner, states=["queued", "running"],
+                                       limit=self.limits.jobs_per_user)
+        if len(active) >= self.limits.jobs_per_user:
+            if idempotency_key is not None:
+                await self.store.forget_key(session.owner, idempotency_key)
+            raise errors.TooManyRequests(
+                f"You have {len(active)} jobs queued or running; the limit is "
+                f"{self.limits.jobs_per_user}.", code="too-many-jobs",
+                hint="Wait for one to end or cancel one (POST …/videos/(vsid)/cancel).")
         args = {key: value for key, value in body.items()
                 if key not in ("job", "deliver") and key not in HOOK_FIELDS}
+        args["max-images"] = self.limits.max_images
         try:
             status = await agent.request("create-video", {**args, "job": vsid})
         except BaseException as failure:

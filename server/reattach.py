@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import Any
 
-from . import errors
+from . import errors, ssh
 from .config import Config
 from .jobs import FINAL, VideoService
 from .sessions import SessionManager
@@ -47,14 +47,15 @@ class Reattacher:
             except (asyncio.CancelledError, Exception):
                 pass
 
-    def can_log_in(self, hostname: str) -> bool:
-        return self.sessions.is_local(hostname) or bool(self.config.ssh.client_keys)
+    def can_log_in(self, owner: str, hostname: str) -> bool:
+        return self.sessions.is_local(hostname) or bool(ssh.client_keys(self.config, owner,
+                                                                          hostname))
 
     async def _start(self) -> None:
         accounts: dict[tuple[str, str, int, str], list[str]] = {}
         for state in ("queued", "running"):
             for record in await self.store.find_all(states=[state]):
-                if self.can_log_in(record.hostname):
+                if self.can_log_in(record.owner, record.hostname):
                     key = (record.owner, record.hostname, record.port, record.username)
                     accounts.setdefault(key, []).append(record.vsid)
         for account, jobs in accounts.items():

@@ -19,6 +19,7 @@ from .transport import LocalTransport, Transport, local_ffmpeg
 log = logging.getLogger(__name__)
 
 UNKNOWN_SESSION = "Unknown or expired remote session."
+CHALLENGE_SECONDS = 120
 EventSink = Callable[["RemoteSession", dict[str, Any]], Awaitable[None]]
 
 
@@ -79,6 +80,16 @@ class RemoteSession:
         }
 
 
+@dataclass
+class PendingLogin:
+    """A login waiting for a person's answers to a keyboard-interactive question."""
+
+    owner: str
+    task: asyncio.Task[RemoteSession]
+    relay: ssh.Relay
+    expiry: asyncio.TimerHandle
+
+
 class SessionManager:
     def __init__(self, config: Config, on_event: EventSink) -> None:
         self.config = config
@@ -87,6 +98,7 @@ class SessionManager:
         self.on_open: Callable[[RemoteSession], Coroutine[Any, Any, Any]] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._sessions: dict[str, RemoteSession] = {}
+        self._pending: dict[str, PendingLogin] = {}
         self._reaper: asyncio.Task[None] | None = None
 
     @property
@@ -97,18 +109,84 @@ class SessionManager:
         self._reaper = asyncio.create_task(self._reap_forever())
 
     def is_local(self, hostname: str) -> bool:
-        return self.config.local.enabled and hostname in self.config.local.hostnames
+        return self.config.local_enabled and hostname in self.config.local.hostnames
 
     async def create(self, owner: str, hostname: str, port: int, username: str,
                      password: str | None, want_agent: bool) -> RemoteSession:
-        transport: Transport
+        """A new session, or :class:`errors.AuthChallenge` when the host asks
+        keyboard-interactive questions (answer them with :meth:`answer`)."""
+        self._check_limit(owner)
         if self.is_local(hostname):
             cache = os.path.join(self.config.server.data_dir, "agent")
-            transport = LocalTransport(cache, local_ffmpeg(self.config.local.ffmpeg),
-                                       self.config.local.work_dir)
-            username = username or getpass.getuser()
-        else:
-            transport = await ssh.connect(self.config.ssh, hostname, port, username, password)
+            transport: Transport = LocalTransport(
+                cache, local_ffmpeg(self.config.local.ffmpeg), self.config.local.work_dir)
+            return await self._open(owner, hostname, port, username or getpass.getuser(),
+                                    transport, want_agent)
+        relay = ssh.Relay(password)
+        del password
+        task = asyncio.create_task(self._connect(owner, hostname, port, username, relay,
+                                                 want_agent))
+        return await self._progress(owner, task, relay)
+
+    async def answer(self, owner: str, challenge_id: str, responses: Any) -> RemoteSession:
+        """Answers to a challenge: the session, or the host's next challenge."""
+        pending = self._pending.get(challenge_id)
+        if pending is None or pending.owner != owner:
+            raise errors.NotFound("Unknown or expired challenge.", code="unknown-challenge",
+                                  hint="Start again with POST /remotes and the hostname.")
+        prompts = (pending.relay.question or {}).get("prompts", [])
+        if not isinstance(responses, list) or len(responses) != len(prompts) or not all(
+                isinstance(item, str) and len(item) <= 1024 for item in responses):
+            raise errors.ValidationError(
+                "responses", f"responses must list {len(prompts)} answer(s), one string per "
+                             "prompt, in order.")
+        del self._pending[challenge_id]
+        pending.expiry.cancel()
+        pending.relay.answer(responses)
+        return await self._progress(owner, pending.task, pending.relay)
+
+    async def _progress(self, owner: str, task: asyncio.Task[RemoteSession],
+                        relay: ssh.Relay) -> RemoteSession:
+        """Wait until ``task`` ends or asks a question; a question becomes a challenge."""
+        asked = relay.asked()
+        waiting: set[asyncio.Future[Any]] = {task, asked}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            asked.cancel()
+        if task.done():
+            return task.result()
+        challenge_id = secrets.token_hex(16)
+        expiry = asyncio.get_running_loop().call_later(
+            CHALLENGE_SECONDS, self._expire_challenge, challenge_id)
+        self._pending[challenge_id] = PendingLogin(owner, task, relay, expiry)
+        question = relay.question or {}
+        raise errors.AuthChallenge({"id": challenge_id, "name": question.get("name", ""),
+                                    "instructions": question.get("instructions", ""),
+                                    "prompts": question.get("prompts", []),
+                                    "expires_in": CHALLENGE_SECONDS})
+
+    def _expire_challenge(self, challenge_id: str) -> None:
+        pending = self._pending.pop(challenge_id, None)
+        if pending is not None:
+            pending.task.cancel()
+            log.info("a keyboard-interactive challenge expired unanswered")
+
+    def _check_limit(self, owner: str) -> None:
+        limit = self.config.limits.sessions_per_user
+        if sum(1 for s in self._sessions.values() if s.owner == owner
+               and not self._expired(s)) >= limit:
+            raise errors.TooManyRequests(
+                f"You have {limit} open sessions, the limit.", code="too-many-sessions",
+                hint="Close one with DELETE /remotes/(sid), or reuse it.")
+
+    async def _connect(self, owner: str, hostname: str, port: int, username: str,
+                       relay: ssh.Relay, want_agent: bool) -> RemoteSession:
+        transport = await ssh.connect(self.config, owner, hostname, port, username, relay)
+        return await self._open(owner, hostname, port, username, transport, want_agent)
+
+    async def _open(self, owner: str, hostname: str, port: int, username: str,
+                    transport: Transport, want_agent: bool) -> RemoteSession:
         sid = secrets.token_hex(16)
         agent = None
         if want_agent:

@@ -8,12 +8,13 @@ import os
 import secrets
 import shlex
 import socket
-from typing import Any
+import time
+from typing import Any, Sequence
 
 import asyncssh
 
 from . import bundle, errors
-from .config import SSHConfig
+from .config import Config
 from .transport import StderrDrain, StreamChannel, Transport, open_stream_channel
 
 log = logging.getLogger(__name__)
@@ -27,16 +28,146 @@ CONNECT_FAILED = "Remote connection failed."
 UNKNOWN_HOST_KEY = "Unknown host key for {host}: {fingerprint}"
 
 
-class _KeyRecorder(asyncssh.SSHClient):
-    """Remembers the key a host offered, so a refusal can name its fingerprint."""
+class Relay:
+    """Carries keyboard-interactive questions to the HTTP client and answers back.
 
-    def __init__(self) -> None:
+    The password a request brought answers the first lone password prompt;
+    every other prompt (a one-time code) waits for the client's answers.
+    """
+
+    def __init__(self, password: str | None) -> None:
+        self.password = password
+        self.waiting = False
+        self.question: dict[str, Any] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+        self._answer: asyncio.Future[list[str]] | None = None
+
+    def take_password(self) -> str | None:
+        password, self.password = self.password, None
+        return password
+
+    async def ask(self, name: str, instructions: str,
+                  prompts: Sequence[tuple[str, bool]]) -> list[str]:
+        loop = asyncio.get_running_loop()
+        self._answer = loop.create_future()
+        self.question = {"name": name, "instructions": instructions,
+                         "prompts": [{"prompt": prompt, "echo": echo}
+                                     for prompt, echo in prompts]}
+        self.waiting = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters = []
+        try:
+            return await self._answer
+        finally:
+            self.waiting = False
+
+    def asked(self) -> asyncio.Future[None]:
+        """Done when a question waits for its answers."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.waiting:
+            waiter.set_result(None)
+        else:
+            self._waiters = [w for w in self._waiters if not w.done()] + [waiter]
+        return waiter
+
+    def answer(self, responses: list[str]) -> None:
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(responses)
+
+
+class _Client(asyncssh.SSHClient):
+    """Host key policy, and the password and keyboard-interactive answers."""
+
+    def __init__(self, known_hosts: str, policy: str, relay: Relay | None) -> None:
+        self.known_hosts = known_hosts
+        self.policy = policy
+        self.relay = relay
         self.offered: asyncssh.SSHKey | None = None
+        self.known: list[asyncssh.SSHKey] = []
+        self.recorded = False
 
     def validate_host_public_key(self, host: str, addr: str, port: int,
                                  key: asyncssh.SSHKey) -> bool:
+        """Called for a key known_hosts does not trust."""
         self.offered = key
-        return False
+        self.known = _known_keys(self.known_hosts, host, addr, port)
+        if self.known or self.policy != "accept-new":
+            return False
+        _record_key(self.known_hosts, host, port, key)
+        self.recorded = True
+        return True
+
+    def password_auth_requested(self) -> str | None:
+        return self.relay.take_password() if self.relay else None
+
+    def kbdint_auth_requested(self) -> str | None:
+        return "" if self.relay else None
+
+    async def kbdint_challenge_received(self, name: str, instructions: str, lang: str,
+                                        prompts: Sequence[tuple[str, bool]]
+                                        ) -> list[str] | None:
+        if self.relay is None:
+            return None
+        if not prompts:
+            return []
+        if len(prompts) == 1 and not prompts[0][1] and self.relay.password is not None \
+                and "password" in prompts[0][0].lower():
+            return [self.relay.take_password() or ""]
+        return await self.relay.ask(name, instructions, prompts)
+
+
+def _known_keys(path: str, host: str, addr: str, port: int) -> list[asyncssh.SSHKey]:
+    if not os.path.exists(path):
+        return []
+    try:
+        matched = asyncssh.read_known_hosts(path).match(host, addr, port if port != 22
+                                                        else None)
+    except (OSError, ValueError, asyncssh.Error):
+        return []
+    return list(matched[0])
+
+
+def _record_key(path: str, host: str, port: int, key: asyncssh.SSHKey) -> None:
+    """Append ``key`` for ``host`` to known_hosts (policy accept-new)."""
+    name = host if port == 22 else f"[{host}]:{port}"
+    kind, data = key.export_public_key("openssh").decode().split()[:2]
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a", encoding="ascii") as handle:
+        handle.write(f"{name} {kind} {data}\n")
+    log.info("recorded the host key of %s (%s) in %s", name, key.get_fingerprint(), path)
+
+
+def client_keys(config: Config, owner: str, hostname: str) -> list[str]:
+    """The keys the server may log in with to ``hostname`` for ``owner``.
+
+    ``[hosts."NAME"] client_keys`` for the users in its ``key_users``; the
+    global ``[ssh] client_keys`` only in token mode (in users mode they
+    would let every user in as any remote account those keys open).
+    """
+    host = config.hosts.get(hostname)
+    if host is not None and host.client_keys and ("*" in host.key_users
+                                                  or owner in host.key_users):
+        return list(host.client_keys)
+    if config.auth.mode != "users":
+        return list(config.ssh.client_keys)
+    return []
+
+
+def _load_keys(config: Config, hostname: str, paths: list[str]) -> Any:
+    host = config.hosts.get(hostname)
+    certs = list(host.client_certs) if host is not None else []
+    if not certs:
+        return paths
+    try:
+        return asyncssh.load_keypairs(paths, certlist=certs)
+    except (OSError, ValueError, asyncssh.Error) as error:
+        raise errors.RemoteSetupError(
+            "The server's key for this host cannot be loaded.", code="client-key",
+            hint=f"Check hosts.{hostname}.client_keys and client_certs: {error}") from None
 
 
 class SSHChannel:
@@ -72,37 +203,77 @@ def _known_hosts(path: str) -> Any:
     return asyncssh.import_known_hosts("")  # nothing is trusted, nothing is skipped
 
 
-async def connect(config: SSHConfig, hostname: str, port: int, username: str,
-                  password: str | None) -> SSHTransport:
-    """Log in, verify the host key, and make sure the agent is uploaded."""
-    recorder = _KeyRecorder()
+async def _bounded(task: asyncio.Task[Any], relay: Relay | None, seconds: float) -> Any:
+    """``task``'s result within ``seconds`` of the server's own work: the clock
+    stops while a question waits for a person's answers."""
+    spent = 0.0
+    while not task.done():
+        if relay is not None and relay.waiting:
+            await asyncio.wait({task}, timeout=1.0)
+            continue
+        asked = relay.asked() if relay is not None else asyncio.get_running_loop(
+        ).create_future()
+        started = time.monotonic()
+        await asyncio.wait({task, asked}, timeout=seconds - spent,
+                           return_when=asyncio.FIRST_COMPLETED)
+        asked.cancel()
+        spent += time.monotonic() - started
+        if not task.done() and spent >= seconds and not (relay and relay.waiting):
+            task.cancel()
+            raise asyncio.TimeoutError
+    return task.result()
+
+
+async def connect(config: Config, owner: str, hostname: str, port: int, username: str,
+                  relay: Relay | None) -> SSHTransport:
+    """Log in, verify the host key, and make sure the agent is uploaded.
+
+    ``relay`` carries the request's password and any keyboard-interactive
+    questions; without one only the server's keys are tried.
+    """
+    ssh_config = config.ssh
+    policy = config.host_key_policy(hostname)
+    client = _Client(ssh_config.known_hosts, policy, relay)
     keys: Any = None
-    if password is None and config.client_keys:
-        keys = config.client_keys
+    if relay is None or relay.password is None:
+        paths = client_keys(config, owner, hostname)
+        keys = _load_keys(config, hostname, paths) if paths else None
+    label = _host_label(hostname, port)
+    attempt = asyncio.ensure_future(asyncssh.connect(
+        hostname, port, username=username, client_factory=lambda: client,
+        known_hosts=_known_hosts(ssh_config.known_hosts), client_keys=keys,
+        agent_path=None, config=None, encryption_algs=ssh_config.encryption_algs,
+        compression_algs=None, preferred_auth=("publickey", "keyboard-interactive",
+                                               "password"),
+        keepalive_interval=30))
     try:
-        conn = await asyncio.wait_for(asyncssh.connect(
-            hostname, port, username=username, password=password,
-            client_factory=lambda: recorder,
-            known_hosts=_known_hosts(config.known_hosts), client_keys=keys,
-            agent_path=None, config=None, encryption_algs=config.encryption_algs,
-            compression_algs=None, preferred_auth=("publickey", "keyboard-interactive",
-                                                   "password"),
-            keepalive_interval=30), config.connect_timeout)
+        conn = await _bounded(attempt, relay, ssh_config.connect_timeout)
     except asyncssh.HostKeyNotVerifiable:
-        fingerprint = recorder.offered.get_fingerprint() if recorder.offered else "unknown"
+        offered = client.offered.get_fingerprint() if client.offered else "unknown"
+        if client.known:
+            known = ", ".join(key.get_fingerprint() for key in client.known)
+            raise errors.UnknownHostKey(
+                f"The host key of {label} has changed: it offered {offered}, "
+                f"known_hosts has {known}.", code="host-key-changed",
+                hint=f"This may be an attack. If the host's key was really replaced, "
+                     f"remove its old line from {ssh_config.known_hosts} "
+                     f"(ssh-keygen -R {_known_name(hostname, port)} -f "
+                     f"{ssh_config.known_hosts}) and retry.") from None
         raise errors.UnknownHostKey(
-            UNKNOWN_HOST_KEY.format(host=_host_label(hostname, port), fingerprint=fingerprint),
-            hint=f"If this is the host's key, add it to {config.known_hosts} "
-                 f"(ssh-keyscan -p {port} {hostname} >> {config.known_hosts}) and retry.") \
+            UNKNOWN_HOST_KEY.format(host=label, fingerprint=offered),
+            hint=f"If this is the host's key, add it to {ssh_config.known_hosts} "
+                 f"(ssh-keyscan -p {port} {hostname} >> {ssh_config.known_hosts}), "
+                 f"or set host_key_policy = \"accept-new\" for this host, and retry.") \
             from None
     except asyncssh.PermissionDenied:
         raise errors.RemoteAuthFailed(
-            AUTH_FAILED, hint="Check the username and password.") from None
+            AUTH_FAILED, hint="Check the username and password (and any one-time "
+                              "code).") from None
     except (TimeoutError, asyncio.TimeoutError):
         raise errors.RemoteFailure(
             CONNECT_FAILED, code="connect-timeout",
-            hint=f"{_host_label(hostname, port)} did not answer within "
-                 f"{config.connect_timeout:.0f} s.") from None
+            hint=f"{label} did not answer within {ssh_config.connect_timeout:.0f} s.") \
+            from None
     except socket.gaierror:
         raise errors.RemoteFailure(
             CONNECT_FAILED, code="unknown-host",
@@ -111,7 +282,14 @@ async def connect(config: SSHConfig, hostname: str, port: int, username: str,
         reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or str(error)
         raise errors.RemoteFailure(
             CONNECT_FAILED, code="connect-failed",
-            hint=f"Could not connect to {_host_label(hostname, port)}: {reason}") from None
+            hint=f"Could not connect to {label}: {reason}") from None
+    finally:
+        if relay is not None:
+            relay.password = None
+        if not attempt.done():
+            attempt.cancel()
+    python = (config.hosts[hostname].python if hostname in config.hosts
+              and config.hosts[hostname].python else ssh_config.python)
     try:
         uploaded = await _ensure_agent(conn)
     except (OSError, asyncssh.Error) as error:
@@ -119,7 +297,13 @@ async def connect(config: SSHConfig, hostname: str, port: int, username: str,
         raise errors.RemoteFailure(
             "Agent startup failed.", code="agent-upload-failed",
             hint=f"Could not upload the agent to ~/{REMOTE_DIR}: {error}") from None
-    return SSHTransport(conn, config.python, uploaded)
+    transport = SSHTransport(conn, python, uploaded)
+    transport.host_key_recorded = client.recorded
+    return transport
+
+
+def _known_name(hostname: str, port: int) -> str:
+    return hostname if port == 22 else f"'[{hostname}]:{port}'"
 
 
 def _host_label(hostname: str, port: int) -> str:
@@ -145,6 +329,8 @@ async def _ensure_agent(conn: asyncssh.SSHClientConnection) -> bool:
 
 class SSHTransport(Transport):
     kind = "ssh"
+
+    host_key_recorded = False
 
     def __init__(self, conn: asyncssh.SSHClientConnection, python: str,
                  uploaded: bool) -> None:

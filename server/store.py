@@ -143,13 +143,15 @@ class JobStore:
             f"SELECT {_COLUMNS} FROM jobs WHERE vsid = ?", (vsid,)).fetchone())
         return None if row is None else JobRecord.from_row(row)
 
-    async def find(self, owner: str, *, hostname: str | None = None, port: int | None = None,
+    async def find(self, owner: str | None, *, hostname: str | None = None, port: int | None = None,
                    username: str | None = None, states: list[str] | None = None,
                    limit: int = 1000) -> list[JobRecord]:
-        """The owner's jobs, newest first, optionally on one host account or in some states."""
-        clauses: list[str] = ["owner = ?"]
-        values: list[Any] = [owner]
-        for column, value in (("hostname", hostname), ("port", port), ("username", username)):
+        """The owner's (None: everybody's) jobs, newest first, optionally on one host
+        account or in some states."""
+        clauses: list[str] = ["1 = 1"]
+        values: list[Any] = []
+        for column, value in (("owner", owner), ("hostname", hostname), ("port", port),
+                              ("username", username)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 values.append(value)

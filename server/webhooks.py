@@ -3,7 +3,7 @@
 Per job: ``url_callback`` (on success), ``url_errback`` (on failure or
 cancel), ``webhook_event_url`` with ``webhook_event_failover_url`` (every
 change of state) and ``webhook_timeout_secs``.  Each message is signed the
-Standard Webhooks way with a per-user secret derived from the server token
+Standard Webhooks way with a per-user secret derived from the server's key
 (so it is never stored): ``webhook-id`` stays the same across retries,
 ``webhook-signature`` is ``v1,`` + base64 HMAC-SHA256 of
 ``id.timestamp.body``.  Pending deliveries live in the job store, so a
@@ -20,13 +20,15 @@ import json
 import logging
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 
 from . import errors
+from .auth import server_secret
 from .config import Config
 from .delivery import Uploader
+from .outgoing import Denied, OutgoingPolicy
 from .store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -34,20 +36,18 @@ log = logging.getLogger(__name__)
 HOOK_FIELDS = ("url_callback", "url_errback", "webhook_event_url",
                "webhook_event_failover_url", "webhook_timeout_secs")
 MAX_TIMEOUT = 30.0
+REDIRECTS = (307, 308)
 
 
-def validate_hooks(body: dict[str, Any], default_timeout: float) -> dict[str, Any]:
+def validate_hooks(body: dict[str, Any], default_timeout: float,
+                   policy: OutgoingPolicy) -> dict[str, Any]:
     """The webhook fields of a video request, checked; they are the server's, not the agent's."""
     hooks: dict[str, Any] = {}
     for name in HOOK_FIELDS[:4]:
         url = body.get(name)
         if url is None:
             continue
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
-                or len(url) > 2048:
-            raise errors.ValidationError(name, f"{name} must be an http or https URL.")
-        hooks[name] = url
+        hooks[name] = policy.check_url(url, name)
     if "webhook_event_failover_url" in hooks and "webhook_event_url" not in hooks:
         raise errors.ValidationError("webhook_event_failover_url",
                                      "webhook_event_failover_url needs webhook_event_url.")
@@ -81,9 +81,11 @@ class WebhookService:
         self._wake = asyncio.Event()
         # Upload headers of jobs not finished yet: memory only, never the store.
         self.pending_headers: dict[tuple[str, int], dict[str, str]] = {}
+        self._key = server_secret(config)
+        self.policy = uploader.policy
 
     def secret(self, owner: str) -> bytes:
-        return hmac.new(self.config.server.token.encode(), b"framewire-webhooks:" +
+        return hmac.new(self._key, b"framewire-webhooks:" +
                         owner.encode(), hashlib.sha256).digest()[:24]
 
     def secret_text(self, owner: str) -> str:
@@ -205,16 +207,37 @@ class WebhookService:
                                                             delivery["id"], timestamp, body)})
         outcome: dict[str, Any] = {"at": _now_iso(), "url": url}
         try:
-            response = await AsyncHTTPClient().fetch(request, raise_error=False)
+            response = await self._post(request)
             outcome["status"] = response.code
             delivered = 200 <= response.code < 300
             if response.code == 599:
                 outcome["error"] = str(response.error)
+            elif response.code in REDIRECTS:
+                outcome["error"] = (f"too many redirects (the last to "
+                                    f"{response.headers.get('Location', '?')})")
         except (HTTPClientError, OSError) as error:
             outcome["error"] = str(error)
             delivered = False
         self._settle(delivery, outcome, delivered)
         await self.store.save_delivery(delivery)
+
+    async def _post(self, request: HTTPRequest) -> HTTPResponse:
+        """POST, following 307/308 redirects (same body) while the policy allows."""
+        for _ in range(self.config.outgoing.max_redirects):
+            response = await self.policy.client.fetch(request, raise_error=False)
+            location = response.headers.get("Location") if response.code in REDIRECTS else None
+            if not location:
+                return response
+            target = urljoin(request.url, location)
+            try:
+                self.policy.check_url(target, "Location")
+            except errors.ValidationError as refusal:
+                raise Denied(f"redirect to {target} refused: {refusal.message}") from None
+            request = HTTPRequest(target, method="POST", body=request.body,
+                                  headers=request.headers, follow_redirects=False,
+                                  request_timeout=request.request_timeout,
+                                  connect_timeout=request.connect_timeout)
+        return await self.policy.client.fetch(request, raise_error=False)
 
     def _settle(self, delivery: dict[str, Any], outcome: dict[str, Any], delivered: bool,
                 final: bool = False) -> None:

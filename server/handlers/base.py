@@ -9,7 +9,8 @@ from typing import Any
 import tornado.web
 
 from .. import errors
-from ..auth import COOKIE, SINGLE_USER, TokenAuthenticator
+from ..audit import audit
+from ..auth import COOKIE, SINGLE_USER, Authenticator, Identity
 from ..services import Services
 
 log = logging.getLogger(__name__)
@@ -22,53 +23,154 @@ def header_safe(text: str) -> str:
     return json.dumps(text)[1:-1]
 
 
+@tornado.web.stream_request_body
 class ApiHandler(tornado.web.RequestHandler):
+    """Every API call: who is calling (or 401), the XSRF check for browsers,
+    the per-user request rate (429) and the body size limit (413).
+
+    Bodies stream in (``stream_request_body``) so an oversized one is refused
+    from its Content-Length before it is read.
+    """
+
     services: Services
+    _identity: Identity | None
+    _identified = False
 
     def initialize(self, services: Services) -> None:
         self.services = services
+        self._chunks: list[bytes] = []
 
     @property
-    def auth(self) -> TokenAuthenticator:
+    def auth(self) -> Authenticator:
         return self.services.auth
 
-    def get_current_user(self) -> str | None:
-        user = self.auth.from_header(self.request.headers.get("Authorization"))
-        if user:
-            return user
+    @property
+    def identity(self) -> Identity | None:
+        if not self._identified:
+            self._identity = self._identify()
+            self._identified = True
+        return self._identity
+
+    def _identify(self) -> Identity | None:
+        auth = self.auth
+        address = self.request.remote_ip or "?"
+        header = self.request.headers.get("Authorization")
+        if header:
+            # A wrong Authorization header never falls back to a cookie.
+            self.services.logins.check(address)
+            identity = auth.from_header(header)
+            if identity is None:
+                self.services.logins.failed(address)
+                audit("login-failed", via=header.partition(" ")[0].lower()[:16], ip=address)
+            return identity
         token = self.get_query_argument("token", None)
-        if token is not None and self.auth.check(token):
-            self.set_signed_cookie(COOKIE, SINGLE_USER, httponly=True, samesite="Strict",
-                                   secure=self.request.protocol == "https")
-            return SINGLE_USER
-        cookie = self.get_signed_cookie(COOKIE, max_age_days=30)
-        return cookie.decode() if cookie else None
+        if token is not None and auth.check(token):
+            identity = Identity(SINGLE_USER, True, "query")
+            self.sign_in(identity)
+            return identity
+        if auth.config.auth.trusted_header:
+            identity = auth.from_proxy(self.request.remote_ip,
+                                       self.request.headers.get(auth.config.auth.trusted_header))
+            if identity is not None:
+                return identity
+        cookie = self.get_signed_cookie(COOKIE, max_age_days=auth.config.auth.login_days)
+        if cookie:
+            try:
+                return auth.from_cookie(cookie.decode())
+            except UnicodeDecodeError:
+                return None
+        return None
+
+    def sign_in(self, identity: Identity) -> None:
+        """Set the login cookie."""
+        days = self.auth.config.auth.login_days
+        self.set_signed_cookie(COOKIE, self.auth.cookie_value(identity), expires_days=days,
+                               httponly=True, samesite="Lax",
+                               secure=self.request.protocol == "https")
+
+    def get_current_user(self) -> str | None:
+        identity = self.identity
+        return identity.name if identity else None
+
+    def check_xsrf_cookie(self) -> None:
+        """Browsers (login cookie, proxy header) send the ``_xsrf`` cookie's
+        value back in ``X-XSRFToken``; bearer tokens need nothing; HTTP Basic
+        (Slycat's client) needs it only for a POST that is not JSON, the one
+        kind a foreign page could make a browser send."""
+        identity = self.identity
+        if identity is None or identity.via in ("bearer", "query"):
+            return
+        if identity.via == "basic" and (
+                self.request.method != "POST" or self.request.headers.get(
+                    "Content-Type", "").split(";")[0].strip().lower() == "application/json"):
+            return
+        try:
+            super().check_xsrf_cookie()
+        except tornado.web.HTTPError:
+            raise errors.Forbidden(
+                "The XSRF token is missing or wrong.", code="xsrf",
+                hint="Send the value of the _xsrf cookie in an X-XSRFToken header (the web "
+                     "UI does); API clients can use Authorization: Bearer TOKEN instead.") \
+                from None
 
     async def prepare(self) -> None:
         if self.current_user is None:
             raise errors.Unauthorized(
                 "Authentication required.",
-                hint="Send the server token as 'Authorization: Bearer TOKEN' "
-                     "(it is printed when the server starts).",
+                hint=self._login_hint(),
                 headers={"WWW-Authenticate": 'Basic realm="framewire"'})
+        self.services.rate.hit(self.user)
+        self.limit_body()
+
+    def _login_hint(self) -> str:
+        if self.auth.multi_user:
+            return ("Log in at /login, or send an API token (framewire token create) as "
+                    "'Authorization: Bearer TOKEN'.")
+        return ("Send the server token as 'Authorization: Bearer TOKEN' "
+                "(it is printed when the server starts).")
+
+    def limit_body(self) -> None:
+        limit = self.services.config.limits.max_body_bytes
+        length = self.request.headers.get("Content-Length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            raise errors.PayloadTooLarge(
+                f"The request body is over the limit of {limit} bytes.",
+                hint="Send fewer images per request, or use an images pattern "
+                     "({\"directory\", \"pattern\"}) instead of a list.")
+        if self.request.connection is not None:
+            self.request.connection.set_max_body_size(limit)  # type: ignore[attr-defined]
+
+    def data_received(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self._chunks)
 
     @property
     def user(self) -> str:
         assert isinstance(self.current_user, str)
         return self.current_user
 
+    def require_admin(self) -> None:
+        if not (self.identity and self.identity.admin):
+            raise errors.Forbidden("This needs the admin role.", code="admin-required",
+                                   hint="An admin sets roles with framewire user role NAME "
+                                        "admin.")
+
     def json_body(self) -> dict[str, Any]:
-        if not self.request.body:
+        body = self.body
+        if not body:
             return {}
         try:
-            body = json.loads(self.request.body)
+            data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise errors.BadRequest("The request body is not valid JSON.",
                                     hint="Send a JSON object with Content-Type: "
                                          "application/json.") from None
-        if not isinstance(body, dict):
+        if not isinstance(data, dict):
             raise errors.BadRequest("The request body must be a JSON object.")
-        return body
+        return data
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -95,7 +197,7 @@ class ApiHandler(tornado.web.RequestHandler):
         for name, value in framewire_error.headers.items():
             self.set_header(name, value)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        body: dict[str, Any] = {"errors": framewire_error.errors()}
+        body: dict[str, Any] = {**framewire_error.body, "errors": framewire_error.errors()}
         if self.settings.get("serve_traceback") and not isinstance(
                 error, errors.FramewireError) and "exc_info" in kwargs:
             import traceback

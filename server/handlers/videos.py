@@ -10,12 +10,26 @@ import time
 from tornado.iostream import StreamClosedError
 
 from .. import errors
+from ..audit import audit, short
 from .base import ApiHandler
 from .remotes import SID
 from .streaming import send_remote_file
 
 STATES = ("queued", "running", "succeeded", "failed", "canceled", "expired")
 MAX_STREAM_SECONDS = 24 * 3600
+
+
+def states_argument(handler: ApiHandler) -> list[str] | None:
+    """The ``?status=a,b`` filter of a job list."""
+    wanted = handler.get_query_argument("status", None)
+    if wanted is None:
+        return None
+    states = [part for part in wanted.split(",") if part]
+    for state in states:
+        if state not in STATES:
+            raise errors.ValidationError("status", f"Unknown status {state!r}; use "
+                                         f"{', '.join(STATES)} (comma-separated).")
+    return states
 
 
 class VideosHandler(ApiHandler):
@@ -27,6 +41,8 @@ class VideosHandler(ApiHandler):
             raise errors.ValidationError("Idempotency-Key", "Idempotency-Key must be 1 to 255 "
                                          "printable ASCII characters.")
         vsid = await self.services.videos.create(session, self.json_body(), key)
+        audit("job-create", user=self.user, sid=short(sid), video=short(vsid),
+              host=session.hostname, username=session.username)
         self.set_header("Location", f"/remotes/{sid}/videos/{vsid}")
         self.write_json({"sid": vsid}, status=202)
 
@@ -35,26 +51,16 @@ class VideosHandler(ApiHandler):
         session = self.services.sessions.get(self.user, sid)
         ids = self.get_query_argument("ids", None)
         jobs = await self.services.videos.list_jobs(
-            session, self.user, states=self._states(),
+            session, self.user, states=states_argument(self),
             ids=[part for part in ids.split(",") if part] if ids is not None else None)
         self.write_json({"videos": jobs})
-
-    def _states(self) -> list[str] | None:
-        wanted = self.get_query_argument("status", None)
-        if wanted is None:
-            return None
-        states = [part for part in wanted.split(",") if part]
-        for state in states:
-            if state not in STATES:
-                raise errors.ValidationError("status", f"Unknown status {state!r}; use "
-                                             f"{', '.join(STATES)} (comma-separated).")
-        return states
 
 
 class AllVideosHandler(VideosHandler):
     async def get(self) -> None:  # type: ignore[override]
         """Every job of the caller, on any host, newest first."""
-        jobs = await self.services.videos.list_jobs(None, self.user, states=self._states())
+        jobs = await self.services.videos.list_jobs(None, self.user,
+                                                    states=states_argument(self))
         self.write_json({"videos": jobs})
 
 
@@ -144,7 +150,9 @@ class WebhookReplayHandler(ApiHandler):
 class VideoCancelHandler(ApiHandler):
     async def post(self, sid: str, vsid: str) -> None:
         session = self.services.sessions.get(self.user, sid)
-        self.write_json(await self.services.videos.cancel(session, vsid))
+        status = await self.services.videos.cancel(session, vsid)
+        audit("job-cancel", user=self.user, video=short(vsid))
+        self.write_json(status)
 
 
 class OutputHandler(ApiHandler):
@@ -169,6 +177,7 @@ class VideoHandler(ApiHandler):
     async def delete(self, sid: str, vsid: str) -> None:
         session = self.services.sessions.get(self.user, sid)
         await self.services.videos.delete(session, vsid)
+        audit("job-delete", user=self.user, video=short(vsid))
         self.set_status(204)
         self.finish()
 

@@ -1,0 +1,70 @@
+"""Per-user request rates and failed-login pauses, in memory."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from . import errors
+
+
+class RateLimiter:
+    """A token bucket per key: ``per_minute`` requests, refilled evenly."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def hit(self, key: str) -> None:
+        """Count one request; raise 429 with Retry-After when over the rate."""
+        if self.per_minute <= 0:
+            return
+        rate = self.per_minute / 60.0
+        now = time.monotonic()
+        tokens, at = self._buckets.get(key, (float(self.per_minute), now))
+        tokens = min(float(self.per_minute), tokens + (now - at) * rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            wait = max(1, math.ceil((1.0 - tokens) / rate))
+            raise errors.TooManyRequests(
+                f"Too many requests: the limit is {self.per_minute} a minute.",
+                hint=f"Retry after {wait} s.", headers={"Retry-After": str(wait)})
+        self._buckets[key] = (tokens - 1.0, now)
+        if len(self._buckets) > 100_000:
+            self._buckets.clear()
+
+
+class LoginGuard:
+    """After ``limit`` failed logins from one address, a pause that grows."""
+
+    WINDOW = 600.0
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, address: str) -> list[float]:
+        now = time.monotonic()
+        recent = [at for at in self._failures.get(address, []) if now - at < self.WINDOW]
+        if recent:
+            self._failures[address] = recent
+        else:
+            self._failures.pop(address, None)
+        return recent
+
+    def check(self, address: str) -> None:
+        recent = self._recent(address)
+        if len(recent) >= self.limit:
+            wait = max(1, math.ceil(self.WINDOW - (time.monotonic() - recent[0])))
+            raise errors.TooManyRequests(
+                "Too many failed logins from this address.",
+                hint=f"Retry after {wait} s.", headers={"Retry-After": str(wait)})
+
+    def failed(self, address: str) -> None:
+        self._recent(address)
+        self._failures.setdefault(address, []).append(time.monotonic())
+        if len(self._failures) > 100_000:
+            self._failures.clear()
+
+    def succeeded(self, address: str) -> None:
+        self._failures.pop(address, None)
