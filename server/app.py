@@ -49,8 +49,8 @@ class NoRoute(ApiHandler):
     """Unknown URLs get the same JSON error body as every other failure."""
 
     async def prepare(self) -> None:
-        raise errors.NotFound("No such endpoint.", code="no-route",
-                              hint="See docs/api.md for the endpoints.")
+        self.refuse(errors.NotFound("No such endpoint.", code="no-route",
+                                    hint="See docs/api.md for the endpoints."))
 
 
 class IndexHandler(tornado.web.StaticFileHandler):

@@ -25,10 +25,12 @@ class Receiver:
     default: int = 200
     received: list[Received] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    host: str = "127.0.0.1"
+    location: str | None = None  # sent with 3xx answers
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://{self.host}:{self.port}/hook"
 
     def start(self) -> Receiver:
         receiver = self
@@ -42,6 +44,8 @@ class Receiver:
                                                   {k.lower(): v for k, v in self.headers.items()},
                                                   body, code))
                 self.send_response(code)
+                if 300 <= code < 400 and receiver.location:
+                    self.send_header("Location", receiver.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -50,7 +54,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = ThreadingHTTPServer((self.host, self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

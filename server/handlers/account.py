@@ -39,9 +39,12 @@ class LoginHandler(ApiHandler):
     """
 
     async def prepare(self) -> None:
-        self.limit_body()
+        try:
+            self.limit_body()
+        except errors.FramewireError as refusal:
+            self.refuse(refusal)
 
-    def check_xsrf_cookie(self) -> None:
+    def _check_form_xsrf(self) -> None:
         if self._is_json():
             return
         try:
@@ -76,6 +79,7 @@ class LoginHandler(ApiHandler):
         self.finish(template)
 
     async def post(self) -> None:
+        self._check_form_xsrf()
         address = self.request.remote_ip or "?"
         logins = self.services.logins
         if self._is_json():

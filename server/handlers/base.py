@@ -14,6 +14,7 @@ from ..auth import COOKIE, SINGLE_USER, Authenticator, Identity
 from ..services import Services
 
 log = logging.getLogger(__name__)
+DISCARD_CAP = 64 << 20  # bytes read and dropped to answer 413 cleanly
 
 
 def header_safe(text: str) -> str:
@@ -35,6 +36,7 @@ class ApiHandler(tornado.web.RequestHandler):
     services: Services
     _identity: Identity | None
     _identified = False
+    _discard = False
 
     def initialize(self, services: Services) -> None:
         self.services = services
@@ -93,10 +95,15 @@ class ApiHandler(tornado.web.RequestHandler):
         return identity.name if identity else None
 
     def check_xsrf_cookie(self) -> None:
+        """Done in :meth:`prepare` (see :meth:`admit`)."""
+
+    def _check_xsrf(self) -> None:
         """Browsers (login cookie, proxy header) send the ``_xsrf`` cookie's
         value back in ``X-XSRFToken``; bearer tokens need nothing; HTTP Basic
         (Slycat's client) needs it only for a POST that is not JSON, the one
         kind a foreign page could make a browser send."""
+        if self.request.method in ("GET", "HEAD", "OPTIONS"):
+            return
         identity = self.identity
         if identity is None or identity.via in ("bearer", "query"):
             return
@@ -114,13 +121,40 @@ class ApiHandler(tornado.web.RequestHandler):
                 from None
 
     async def prepare(self) -> None:
+        try:
+            self.admit()
+        except errors.FramewireError as refusal:
+            self.refuse(refusal)
+
+    def admit(self) -> None:
+        """Who is calling, the XSRF check, the request rate and the body size."""
         if self.current_user is None:
             raise errors.Unauthorized(
                 "Authentication required.",
                 hint=self._login_hint(),
                 headers={"WWW-Authenticate": 'Basic realm="framewire"'})
+        self._check_xsrf()
         self.services.rate.hit(self.user)
         self.limit_body()
+
+    def refuse(self, refusal: errors.FramewireError) -> None:
+        """Answer with ``refusal`` once the request's body is read and dropped.
+
+        Answering before the body arrives would make Tornado close the
+        connection, which clients see as a reset instead of the answer.
+        A body over ``DISCARD_CAP`` is not worth reading: refused at once.
+        """
+        length = self.request.headers.get("Content-Length", "0")
+        connection = self.request.connection
+        if not (length.isascii() and length.isdigit() and int(length) <= DISCARD_CAP) \
+                or connection is None or not self.request.method:
+            raise refusal
+        self._discard = True
+        connection.set_max_body_size(max(int(length), 1))  # type: ignore[attr-defined]
+
+        async def answer(*args: Any) -> None:
+            raise refusal
+        setattr(self, self.request.method.lower(), answer)
 
     def _login_hint(self) -> str:
         if self.auth.multi_user:
@@ -130,9 +164,11 @@ class ApiHandler(tornado.web.RequestHandler):
                 "(it is printed when the server starts).")
 
     def limit_body(self) -> None:
+        """Refuse a body over ``[limits] max_body_bytes`` from its Content-Length."""
         limit = self.services.config.limits.max_body_bytes
         length = self.request.headers.get("Content-Length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
+        if length is not None and (not length.isascii() or not length.isdigit()
+                                   or int(length) > limit):
             raise errors.PayloadTooLarge(
                 f"The request body is over the limit of {limit} bytes.",
                 hint="Send fewer images per request, or use an images pattern "
@@ -141,7 +177,8 @@ class ApiHandler(tornado.web.RequestHandler):
             self.request.connection.set_max_body_size(limit)  # type: ignore[attr-defined]
 
     def data_received(self, chunk: bytes) -> None:
-        self._chunks.append(chunk)
+        if not self._discard:
+            self._chunks.append(chunk)
 
     @property
     def body(self) -> bytes:
