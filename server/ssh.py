@@ -73,6 +73,7 @@ class Relay:
         return waiter
 
     def answer(self, responses: list[str]) -> None:
+        self.waiting = False  # now, not when ask() resumes: a waiter may look first
         if self._answer is not None and not self._answer.done():
             self._answer.set_result(responses)
 
@@ -251,7 +252,7 @@ async def connect(config: Config, owner: str, hostname: str, port: int, username
     except asyncssh.HostKeyNotVerifiable:
         offered = client.offered.get_fingerprint() if client.offered else "unknown"
         if client.known:
-            known = ", ".join(key.get_fingerprint() for key in client.known)
+            known = ", ".join(dict.fromkeys(key.get_fingerprint() for key in client.known))
             raise errors.UnknownHostKey(
                 f"The host key of {label} has changed: it offered {offered}, "
                 f"known_hosts has {known}.", code="host-key-changed",

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import pytest
 import requests
 
 from server.store import JobRecord
