@@ -66,7 +66,8 @@ class Reattacher:
     async def _follow(self, account: tuple[str, str, int, str], jobs: list[str]) -> None:
         owner, hostname, port, username = account
         try:
-            session = await self.sessions.create(owner, hostname, port, username, None, True)
+            session = await self.sessions.create(owner, hostname, port, username, None, True,
+                                                 interactive=False)
         except errors.FramewireError as error:
             log.warning("cannot re-attach to %s@%s: %s", username, hostname, error.message)
             return

@@ -112,9 +112,14 @@ class SessionManager:
         return self.config.local_enabled and hostname in self.config.local.hostnames
 
     async def create(self, owner: str, hostname: str, port: int, username: str,
-                     password: str | None, want_agent: bool) -> RemoteSession:
+                     password: str | None, want_agent: bool,
+                     interactive: bool = True) -> RemoteSession:
         """A new session, or :class:`errors.AuthChallenge` when the host asks
-        keyboard-interactive questions (answer them with :meth:`answer`)."""
+        keyboard-interactive questions (answer them with :meth:`answer`).
+
+        ``interactive=False`` (the server's own logins) tries the server's
+        keys only: nobody is there to answer questions.
+        """
         self._check_limit(owner)
         if self.is_local(hostname):
             cache = os.path.join(self.config.server.data_dir, "agent")
@@ -122,6 +127,9 @@ class SessionManager:
                 cache, local_ffmpeg(self.config.local.ffmpeg), self.config.local.work_dir)
             return await self._open(owner, hostname, port, username or getpass.getuser(),
                                     transport, want_agent)
+        if not interactive:
+            transport = await ssh.connect(self.config, owner, hostname, port, username, None)
+            return await self._open(owner, hostname, port, username, transport, want_agent)
         relay = ssh.Relay(password)
         del password
         task = asyncio.create_task(self._connect(owner, hostname, port, username, relay,
