@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from tests.fixtures import SSHD, LiveServer, make_config, shared_dir, start_sshd
+from tests.webhook_receiver import Receiver
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +55,12 @@ def remote(server: LiveServer, sshd: SSHD) -> str:
         "password": sshd.password, "agent": None})
     assert response.status_code == 200, response.headers.get("X-Slycat-Message")
     return response.json()["sid"]
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[Receiver]]:
+    """Loopback HTTP receivers a test starts; all stopped after it."""
+    made: list[Receiver] = []
+    yield made
+    for receiver in made:
+        receiver.stop()

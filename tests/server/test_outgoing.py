@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Iterator
-
-import pytest
+from typing import Callable
 
 from tests.fixtures import LiveServer, free_port, solid_frames
 from tests.server.test_webhooks import FAST_RETRIES, wait_for
 from tests.webhook_receiver import Receiver
-
-
-@pytest.fixture
-def receivers() -> Iterator[list[Receiver]]:
-    made: list[Receiver] = []
-    yield made
-    for receiver in made:
-        receiver.stop()
 
 
 def start(receivers: list[Receiver], host: str = "127.0.0.1", plan: list[int] | None = None,

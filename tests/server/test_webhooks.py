@@ -8,7 +8,7 @@ import hmac
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
@@ -23,14 +23,6 @@ def hooked(make_server: Callable[..., LiveServer]) -> tuple[LiveServer, str]:
     server = make_server(webhooks=FAST_RETRIES)
     sid = server.post_json("/remotes", {"hostname": "localhost"}).json()["sid"]
     return server, sid
-
-
-@pytest.fixture
-def receivers() -> Iterator[list[Receiver]]:
-    made: list[Receiver] = []
-    yield made
-    for receiver in made:
-        receiver.stop()
 
 
 def receiver(receivers: list[Receiver], plan: list[int] | None = None,
