@@ -12,7 +12,7 @@ import logging
 import re
 
 log = logging.getLogger("framewire.audit")
-_PLAIN = re.compile(r"^[A-Za-z0-9_.:@/+-]{1,200}$")
+_PLAIN = re.compile(r"^[A-Za-z0-9_.:@/+…-]{1,200}$")
 
 
 def short(identifier: str) -> str:

@@ -129,10 +129,13 @@ class ApiHandler(tornado.web.RequestHandler):
     def admit(self) -> None:
         """Who is calling, the XSRF check, the request rate and the body size."""
         if self.current_user is None:
+            # Browsers (they send Sec-Fetch-Mode) would pop up a password dialog
+            # for a Basic challenge; the web UI sends people to /login instead.
+            scheme = "Bearer" if self.request.headers.get("Sec-Fetch-Mode") else "Basic"
             raise errors.Unauthorized(
                 "Authentication required.",
                 hint=self._login_hint(),
-                headers={"WWW-Authenticate": 'Basic realm="framewire"'})
+                headers={"WWW-Authenticate": f'{scheme} realm="framewire"'})
         self._check_xsrf()
         self.services.rate.hit(self.user)
         self.limit_body()
@@ -246,7 +249,8 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, errors.FramewireError):
-            log.info("%s %s -> %d %s", self.request.method, self.request.path,
+            from ..app import redact
+            log.info("%s %s -> %d %s", self.request.method, redact(self.request.path),
                      value.status, value.message)
         else:
             super().log_exception(typ, value, tb)

@@ -1,0 +1,216 @@
+"""The web UI in a real headless Chromium (Debian's), against the real server and
+a real sshd: log in, connect, browse, choose frames, make a video, watch it play
+and seek, download it; and the errors a person meets, shown with their hints.
+
+Screenshots of every step are written to tests/artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import requests
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from server.users import UserFile
+from tests.fixtures import SSHD, LiveServer, probe, solid_frames
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browser"
+FRAMES = 50
+SIZE = (160, 120)
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise RuntimeError("Chromium is not installed: apt-get install chromium (.ci/run does)")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium(), headless=True,
+                                              args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def site(make_server: Callable[..., LiveServer], sshd: SSHD) -> LiveServer:
+    server = make_server(auth={"mode": "users"}, ssh={"known_hosts": str(sshd.known_hosts)})
+    UserFile(server.config.users_file).add("analyst", "analyst-password")
+    return server
+
+
+def log_in(browser: Browser, site: LiveServer, width: int = 1280, height: int = 800) -> Page:
+    page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
+    page.set_default_timeout(30_000)
+    page.goto(site.url + "/")
+    expect(page).to_have_url(site.url + "/login?next=%2F")
+    page.get_by_label("User name", exact=True).fill("analyst")
+    page.get_by_label("Password", exact=True).fill("analyst-password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#who")).to_have_text("Logged in as analyst")
+    return page
+
+
+def connect(page: Page, sshd: SSHD, password: str) -> None:
+    page.get_by_label("Host", exact=True).fill("127.0.0.1")
+    page.get_by_label("Port", exact=True).fill(str(sshd.port))
+    page.get_by_label("User name", exact=True).fill(sshd.user)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Connect").click()
+
+
+def test_the_whole_flow(browser: Browser, site: LiveServer, sshd: SSHD, images: Path,
+                        tmp_path: Path) -> None:
+    colours = [(5 * i, 255 - 5 * i, (97 * i) % 256) for i in range(FRAMES)]
+    solid_frames(images, colours, names=[f"f{i + 1}.png" for i in range(FRAMES)], size=SIZE)
+    (images / "notes.txt").write_text("not a frame")
+    page = log_in(browser, site)
+    shot(page, "01-logged-in")
+
+    connect(page, sshd, sshd.password)
+    expect(page.locator("#connected")).to_contain_text(f"Connected to {sshd.user}@127.0.0.1",
+                                                       timeout=30_000)
+    shot(page, "02-connected")
+
+    page.get_by_label("Folder", exact=True).fill(str(images))
+    page.get_by_role("button", name="Open").click()
+    listing = page.locator("#listing")
+    expect(listing.locator("li.image")).to_have_count(FRAMES)
+    expect(listing).to_contain_text("notes.txt")
+    names = listing.locator("li.image .name").all_inner_texts()
+    assert names[:3] == ["f1.png", "f10.png", "f11.png"], "the listing sorts by name"
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#listing img')].slice(0, 5)"
+        ".every((img) => img.complete && img.naturalWidth > 0)")
+    page.get_by_label("Filter this folder", exact=True).fill("f4")
+    expect(listing.locator("li.image")).to_have_count(11)  # f4, f40..f49
+    page.get_by_label("Filter this folder", exact=True).fill("")
+    shot(page, "03-browse")
+
+    page.get_by_label("Pattern", exact=True).fill("f*.png")
+    page.get_by_role("button", name="Select all matching").click()
+    expect(page.locator("#selection-text")).to_have_text(
+        f"{FRAMES} frames matching f*.png, from f1.png to f{FRAMES}.png, in natural order.")
+    strip = page.locator("#strip li")
+    expect(strip).to_have_count(8)
+    assert strip.first.inner_text() == "#1" and strip.last.inner_text() == f"#{FRAMES}"
+    page.wait_for_function("() => [...document.querySelectorAll('#strip img')]"
+                           ".every((img) => img.complete && img.naturalWidth > 0)")
+    shot(page, "04-frames-chosen")
+
+    page.get_by_label("Frames per second", exact=True).fill("25")
+    page.get_by_role("button", name="Make video").click()
+    expect(page.locator("#progress")).to_be_visible()
+    shot(page, "05-progress")
+    expect(page.locator("#result")).to_be_visible(timeout=120_000)
+    assert page.locator("#bar").evaluate("bar => bar.value") == 100
+    expect(page.locator("#progress-text")).to_contain_text(f"{FRAMES} of {FRAMES} frames")
+    expect(page.locator("#result-text")).to_contain_text(
+        f"{SIZE[0]}×{SIZE[1]}, {FRAMES} frames at 25 fps")
+
+    player = page.locator("#player")
+    played = player.evaluate("""async (video) => {
+        video.muted = true;
+        await video.play();
+        const start = performance.now();
+        while (video.currentTime < 0.3 && performance.now() - start < 10000) {
+            await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        video.pause();
+        return {time: video.currentTime, width: video.videoWidth, height: video.videoHeight,
+                duration: video.duration};
+    }""")
+    assert played["time"] >= 0.3, played
+    assert (played["width"], played["height"]) == SIZE
+    assert abs(played["duration"] - FRAMES / 25) < 0.1, played
+    seeked = player.evaluate("""(video) => new Promise((resolve) => {
+        video.addEventListener("seeked", () => resolve(video.currentTime), {once: true});
+        video.currentTime = video.duration / 2;
+    })""")
+    assert abs(seeked - FRAMES / 50) < 0.1, seeked
+    shot(page, "06-playing")
+
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Download").click()
+    downloaded = Path(info.value.path()).read_bytes()
+    vsid = info.value.url.rstrip("/").split("/")[-3]
+    sid = info.value.url.rstrip("/").split("/")[-5]
+    api = requests.get(f"{site.url}/remotes/{sid}/videos/{vsid}",
+                       auth=("analyst", "analyst-password"), timeout=60)
+    assert api.status_code == 200 and downloaded == api.content
+    saved = tmp_path / "downloaded.mp4"
+    saved.write_bytes(downloaded)
+    assert probe(saved)["frames"] == FRAMES
+    expect(page.locator("#job-rows")).to_contain_text("succeeded")
+    shot(page, "07-downloaded")
+
+    # A narrow window still works: the result and the list are there.
+    page.set_viewport_size({"width": 390, "height": 800})
+    expect(page.get_by_role("link", name="Download")).to_be_visible()
+    shot(page, "08-narrow")
+    page.close()
+
+
+def test_errors_are_shown_with_their_hints(browser: Browser, site: LiveServer, sshd: SSHD,
+                                           images: Path) -> None:
+    paths = solid_frames(images, [(200, 0, 0), (0, 200, 0), (0, 0, 200)], size=SIZE)
+    page = log_in(browser, site)
+    connect(page, sshd, "not-the-password")
+    error = page.locator("#connect-error")
+    expect(error).to_contain_text("Remote authentication failed.")
+    expect(error).to_contain_text("Check the username and password")
+    expect(page.get_by_label("Host", exact=True)).to_have_value("127.0.0.1")
+    shot(page, "09-wrong-password")
+
+    connect(page, sshd, sshd.password)
+    expect(page.locator("#connected")).to_be_visible(timeout=30_000)
+    expect(page.locator("#connected")).to_be_visible()
+    page.get_by_label("Folder", exact=True).fill(str(images))
+    page.keyboard.press("Enter")
+    expect(page.locator("#listing li.image")).to_have_count(3)
+    for name in ("frame0000.png", "frame0001.png"):
+        page.get_by_label(f"Select {name}", exact=True).check()
+    expect(page.locator("#selection-text")).to_contain_text("2 frames selected")
+    Path(paths[1]).unlink()  # gone before the job starts
+    page.get_by_role("button", name="Make video").click()
+    problem = page.locator("#video-error")
+    expect(problem).to_contain_text(f"File not found: {paths[1]}")
+    shot(page, "10-missing-frame")
+    page.close()
+
+
+def test_keyboard_only(browser: Browser, site: LiveServer, sshd: SSHD) -> None:
+    page = log_in(browser, site)
+    page.get_by_label("Host", exact=True).focus()
+    page.keyboard.type("127.0.0.1")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Control+A")
+    page.keyboard.type(str(sshd.port))
+    page.keyboard.press("Tab")
+    page.keyboard.type(sshd.user)
+    page.keyboard.press("Tab")
+    page.keyboard.type(sshd.password)
+    page.keyboard.press("Enter")
+    expect(page.locator("#connected")).to_be_visible(timeout=30_000)
+    for field in ("Folder", "Filter this folder", "Pattern"):
+        assert page.get_by_label(field, exact=True).count() == 1, f"{field} has a label"
+    # Every form control on the page has a label (hidden steps included).
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select')]
+        .filter((el) => el.type !== 'hidden' && el.type !== 'checkbox' && !el.labels.length
+                && !el.getAttribute('aria-label')).map((el) => el.id)""")
+    assert unlabelled == []
+    page.close()
+
