@@ -1,4 +1,4 @@
-"""The ``framewire`` command: serve, demo, user, token."""
+"""The ``framewire`` command: serve, demo, user, token, video."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import ssl
 import sys
 import time
 
-from . import __version__, audit
+from . import __version__, audit, video_cli
 from . import config as config_module
 from .users import TokenStore, UserError, UserFile
 
@@ -65,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     revoke = token_actions.add_parser("revoke", help="revoke a token by its id")
     revoke.add_argument("id")
 
+    video_cli.add_parser(commands)
+
     args = parser.parse_args(argv)
+    if args.command == "video":
+        return video_cli.run(args)
     if args.command in ("user", "token"):
         try:
             config = config_module.load(args.config)

@@ -25,6 +25,7 @@ from .store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 DAY = 86400.0
+MAX_AGE_DAYS = 36500
 MAX_DAYS = 3650
 
 
@@ -126,9 +127,9 @@ class RetentionService:
         low = _parse_time(start, "from") if start is not None else None
         high = _parse_time(end, "to") if end is not None else None
         if max_age is not None and (isinstance(max_age, bool) or not isinstance(
-                max_age, (int, float)) or max_age < 0):
-            raise errors.ValidationError("max_age", "max_age must be a number of days (0 or "
-                                         "more).")
+                max_age, (int, float)) or not 0 <= max_age <= MAX_AGE_DAYS):
+            raise errors.ValidationError("max_age", "max_age must be a number of days from 0 "
+                                         f"to {MAX_AGE_DAYS}.")
         now = time.time()
         matched = []
         for record in await self.store.find(owner):

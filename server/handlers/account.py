@@ -161,13 +161,17 @@ def _token_name(body: dict[str, Any]) -> str:
     return name
 
 
-class TokensHandler(ApiHandler):
+class TokenAccess(ApiHandler):
+    """API tokens exist only in users mode."""
+
     def _require_users_mode(self) -> None:
         if not self.auth.multi_user:
             raise errors.BadRequest(
                 "This server runs in single-user token mode.", code="single-user-mode",
                 hint="Use the server token; API tokens exist with [auth] mode = \"users\".")
 
+
+class TokensHandler(TokenAccess):
     async def get(self) -> None:
         self._require_users_mode()
         tokens = self.auth.tokens.list(self.user)
@@ -185,7 +189,7 @@ class TokensHandler(ApiHandler):
         self.write_json({"id": token_id, "name": name, "token": token}, status=201)
 
 
-class TokenHandler(TokensHandler):
+class TokenHandler(TokenAccess):
     async def delete(self, token_id: str) -> None:
         self._require_users_mode()
         if not self.auth.tokens.revoke(token_id, self.user):

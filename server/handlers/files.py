@@ -68,8 +68,9 @@ class ImageHandler(ApiHandler):
             value = self.get_query_argument(key, None)
             if value is None:
                 continue
-            if not (value.isascii() and value.isdigit()) or int(value) < 1:
-                raise errors.ValidationError(key, f"{key} must be a positive integer.")
+            if not (value.isascii() and value.isdigit()) or len(value) > 9 or int(value) < 1:
+                raise errors.ValidationError(key, f"{key} must be a whole number of pixels "
+                                                  "from 1 to 999999999.")
             args[key] = int(value)
         image = await ask(session, "read-image", args)
         try:

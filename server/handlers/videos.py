@@ -56,8 +56,8 @@ class VideosHandler(ApiHandler):
         self.write_json({"videos": jobs})
 
 
-class AllVideosHandler(VideosHandler):
-    async def get(self) -> None:  # type: ignore[override]
+class AllVideosHandler(ApiHandler):
+    async def get(self) -> None:
         """Every job of the caller, on any host, newest first."""
         jobs = await self.services.videos.list_jobs(None, self.user,
                                                     states=states_argument(self))
@@ -94,7 +94,8 @@ class VideoEventsHandler(ApiHandler):
         ndjson = "application/x-ndjson" in self.request.headers.get("Accept", "")
         last = self.request.headers.get("Last-Event-ID") or \
             self.get_query_argument("last_event_id", "0")
-        if not last.isascii() or not last.isdigit():
+        # An id past 18 digits is no event's, and SQLite's integers stop at 2**63.
+        if not last.isascii() or not last.isdigit() or len(last) > 18:
             raise errors.ValidationError("Last-Event-ID", "Last-Event-ID must be the id of "
                                          "an event of this stream (a whole number).")
         after = int(last)

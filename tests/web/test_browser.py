@@ -177,7 +177,6 @@ def test_errors_are_shown_with_their_hints(browser: Browser, site: LiveServer, s
 
     connect(page, sshd, sshd.password)
     expect(page.locator("#connected")).to_be_visible(timeout=30_000)
-    expect(page.locator("#connected")).to_be_visible()
     page.get_by_label("Folder", exact=True).fill(str(images))
     page.keyboard.press("Enter")
     expect(page.locator("#listing li.image")).to_have_count(3)
