@@ -6,6 +6,7 @@ state under ``~/.local/share/framewire``.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import secrets
 import sys
@@ -78,15 +79,29 @@ class OutgoingConfig:
 
 @dataclass
 class HostConfig:
-    """Settings for one remote host (``[hosts."NAME"]``)."""
+    """A host profile: ``[hosts."NAME"]``, where NAME may be a pattern
+    (``"*.cluster.example.org"``) and ``aliases`` name the same host."""
 
+    aliases: list[str] = field(default_factory=list)
+    hostname: str = ""  # the name to connect to; default the requested one
+    port: int = 0  # default: the request's port, else ~/.ssh/config's, else 22
+    username: str = ""  # the remote user when a request names none
+    # Bastions, first hop first: "[user@]host[:port]" (each may be a profile too).
+    jump: list[str] = field(default_factory=list)
     # Keys (and their certificates) the server logs in with to this host.
     client_keys: list[str] = field(default_factory=list)
     client_certs: list[str] = field(default_factory=list)
     # Framewire users who may use those keys; ["*"] for everyone.
     key_users: list[str] = field(default_factory=lambda: ["*"])
     host_key_policy: str = ""  # "strict" or "accept-new"; default [ssh] host_key_policy
-    python: str = ""
+    python: str = ""  # tried before python3, python3.x and /usr/bin/python3
+    ffmpeg: str = ""  # tried before ffmpeg on PATH and the usual places
+    work_dir: str = ""  # the agent's and jobs' directory; default ~/.cache/framewire
+    # Commands run before the agent, each an argv list: [["module", "load", "ffmpeg"]].
+    setup: list[list[str]] = field(default_factory=list)
+    # Upload the server's bundled static ffmpeg when the host has none usable
+    # (Linux x86_64 only); default [ssh] provision_ffmpeg.
+    provision_ffmpeg: bool | None = None
 
 
 @dataclass
@@ -100,6 +115,11 @@ class SSHConfig:
     host_key_policy: str = "strict"
     # Hostnames POST /remotes may name (shell-style patterns).
     allowed_hosts: list[str] = field(default_factory=lambda: ["*"])
+    # The server account's OpenSSH client configuration: Host, HostName, Port,
+    # User, ProxyJump and IdentityFile are honoured ("" to ignore it).
+    ssh_config: str = field(default_factory=lambda: _home(".ssh", "config"))
+    # Upload the bundled static ffmpeg to hosts without a usable one.
+    provision_ffmpeg: bool = False
     connect_timeout: float = 20.0
     agent_start_timeout: float = 60.0
     # AES-GCM first: with AES-NI it streams ~1.4x faster than chacha20.
@@ -161,8 +181,24 @@ class Config:
             return self.auth.mode != "users"
         return self.local.enabled
 
+    def profile(self, hostname: str) -> tuple[str, HostConfig] | None:
+        """The host profile for ``hostname``: its own name, then an alias, then the
+        first pattern that matches, in file order."""
+        name = hostname.lower()
+        for key, profile in self.hosts.items():
+            if key.lower() == name:
+                return key, profile
+        for key, profile in self.hosts.items():
+            if name in (alias.lower() for alias in profile.aliases):
+                return key, profile
+        for key, profile in self.hosts.items():
+            if any(char in key for char in "*?[") and fnmatch.fnmatchcase(name, key.lower()):
+                return key, profile
+        return None
+
     def host(self, hostname: str) -> HostConfig:
-        return self.hosts.get(hostname) or HostConfig()
+        found = self.profile(hostname)
+        return found[1] if found else HostConfig()
 
     def host_key_policy(self, hostname: str) -> str:
         return self.host(hostname).host_key_policy or self.ssh.host_key_policy
@@ -235,6 +271,13 @@ def check(config: Config) -> None:
         if host.host_key_policy and host.host_key_policy not in policies:
             raise ConfigError(f"hosts.{name}.host_key_policy must be \"strict\" or "
                               "\"accept-new\"")
+        if not isinstance(host.setup, list) or not all(
+                isinstance(step, list) and step and all(isinstance(a, str) for a in step)
+                for step in host.setup):
+            raise ConfigError(f"hosts.{name}.setup must list commands as argv lists, e.g. "
+                              "[[\"module\", \"load\", \"ffmpeg\"]]")
+        if not isinstance(host.port, int) or not 0 <= host.port <= 65535:
+            raise ConfigError(f"hosts.{name}.port must be a port number")
     for key in ("allow_networks", "deny_networks"):
         for entry in getattr(config.outgoing, key):
             try:

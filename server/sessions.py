@@ -129,7 +129,8 @@ class SessionManager:
                                     transport, want_agent)
         if not interactive:
             transport = await ssh.connect(self.config, owner, hostname, port, username, None)
-            return await self._open(owner, hostname, port, username, transport, want_agent)
+            return await self._open(owner, hostname, port, transport.username or username,
+                                    transport, want_agent)
         relay = ssh.Relay(password)
         del password
         task = asyncio.create_task(self._connect(owner, hostname, port, username, relay,
@@ -191,7 +192,8 @@ class SessionManager:
     async def _connect(self, owner: str, hostname: str, port: int, username: str,
                        relay: ssh.Relay, want_agent: bool) -> RemoteSession:
         transport = await ssh.connect(self.config, owner, hostname, port, username, relay)
-        return await self._open(owner, hostname, port, username, transport, want_agent)
+        return await self._open(owner, hostname, port, transport.username or username,
+                                transport, want_agent)
 
     async def _open(self, owner: str, hostname: str, port: int, username: str,
                     transport: Transport, want_agent: bool) -> RemoteSession:

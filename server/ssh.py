@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 import shlex
 import socket
 import time
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import asyncssh
 
-from . import bundle, errors
-from .config import Config
+from . import bundle, errors, ssh_config
+from .config import Config, HostConfig
 from .transport import StderrDrain, StreamChannel, Transport, open_stream_channel
 
 log = logging.getLogger(__name__)
@@ -37,14 +39,21 @@ class Relay:
 
     def __init__(self, password: str | None) -> None:
         self.password = password
+        self._password_used = False
         self.waiting = False
         self.question: dict[str, Any] | None = None
         self._waiters: list[asyncio.Future[None]] = []
         self._answer: asyncio.Future[list[str]] | None = None
 
+    def begin_hop(self) -> None:
+        """A new connection of the route: the password may answer once more."""
+        self._password_used = False
+
     def take_password(self) -> str | None:
-        password, self.password = self.password, None
-        return password
+        if self._password_used:
+            return None
+        self._password_used = True
+        return self.password
 
     async def ask(self, name: str, instructions: str,
                   prompts: Sequence[tuple[str, bool]]) -> list[str]:
@@ -114,7 +123,7 @@ class _Client(asyncssh.SSHClient):
         if not prompts:
             return []
         if len(prompts) == 1 and not prompts[0][1] and self.relay.password is not None \
-                and "password" in prompts[0][0].lower():
+                and not self.relay._password_used and "password" in prompts[0][0].lower():
             return [self.relay.take_password() or ""]
         return await self.relay.ask(name, instructions, prompts)
 
@@ -142,25 +151,90 @@ def _record_key(path: str, host: str, port: int, key: asyncssh.SSHKey) -> None:
     log.info("recorded the host key of %s (%s) in %s", name, key.get_fingerprint(), path)
 
 
-def client_keys(config: Config, owner: str, hostname: str) -> list[str]:
-    """The keys the server may log in with to ``hostname`` for ``owner``.
+@dataclass
+class Hop:
+    """One SSH connection of a route: the target, or a jump host on the way."""
 
-    ``[hosts."NAME"] client_keys`` for the users in its ``key_users``; the
-    global ``[ssh] client_keys`` only in token mode (in users mode they
-    would let every user in as any remote account those keys open).
+    requested: str  # the name as asked for (a profile, an alias, a host)
+    hostname: str  # the name connected to
+    port: int
+    username: str
+    profile: HostConfig
+    profile_name: str | None = None
+    identity_files: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return _host_label(self.hostname, self.port)
+
+
+_SPEC = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^:@\s\[\]]+)"
+                   r"(?::(?P<port>\d{1,5}))?$")
+
+
+def hop(config: Config, requested: str, port: int | None, username: str | None) -> Hop:
+    """``requested`` resolved through the host profiles, then ~/.ssh/config."""
+    found = config.profile(requested)
+    profile = found[1] if found else HostConfig()
+    entry = ssh_config.lookup(config.ssh.ssh_config, requested, username or "") \
+        if config.ssh.ssh_config else ssh_config.HostEntry()
+    return Hop(requested=requested,
+               hostname=profile.hostname or entry.hostname or requested,
+               port=port or profile.port or entry.port or 22,
+               username=username or profile.username or entry.user or "",
+               profile=profile, profile_name=found[0] if found else None,
+               identity_files=entry.identityfile)
+
+
+def route(config: Config, hostname: str, port: int, username: str) -> tuple[Hop, list[Hop]]:
+    """The target and the jump hosts to reach it through, first hop first."""
+    target = hop(config, hostname, port if port != 22 else None, username or None)
+    if not target.username:
+        raise errors.ValidationError(
+            "username", "username is required.",
+            hint=f"Name the remote user, or set username in a [hosts.\"{hostname}\"] "
+                 "profile.")
+    specs = list(target.profile.jump)
+    if not specs and config.ssh.ssh_config:
+        jump = ssh_config.lookup(config.ssh.ssh_config, hostname, target.username).proxyjump
+        if jump and jump.lower() != "none":
+            specs = [part.strip() for part in jump.split(",") if part.strip()]
+    jumps = []
+    for spec in specs:
+        match = _SPEC.match(spec)
+        if not match:
+            raise errors.RemoteSetupError(
+                f"The jump host {spec!r} is not [user@]host[:port].", code="jump-config",
+                hint="Fix the jump list of this host's profile (or ProxyJump in ~/.ssh/config).")
+        jumps.append(hop(config, match.group("host").strip("[]"),
+                         int(match.group("port")) if match.group("port") else None,
+                         match.group("user") or target.username))
+    if len(jumps) > 8:
+        raise errors.RemoteSetupError("More than 8 jump hosts.", code="jump-config")
+    return target, jumps
+
+
+def client_keys(config: Config, owner: str, hostname: str | Hop) -> list[str]:
+    """The keys the server may log in with to a host for ``owner``.
+
+    ``[hosts."NAME"] client_keys`` for the users in its ``key_users``; in
+    token mode also ``[ssh] client_keys`` and the host's ``IdentityFile``s
+    from the server account's ~/.ssh/config.  In users mode only a
+    profile's keys count (others would let every user in as any remote
+    account those keys open).
     """
-    host = config.hosts.get(hostname)
-    if host is not None and host.client_keys and ("*" in host.key_users
-                                                  or owner in host.key_users):
-        return list(host.client_keys)
+    target = hostname if isinstance(hostname, Hop) else hop(config, hostname, None, None)
+    profile = target.profile
+    if profile.client_keys and ("*" in profile.key_users or owner in profile.key_users):
+        return list(profile.client_keys)
     if config.auth.mode != "users":
-        return list(config.ssh.client_keys)
+        return list(config.ssh.client_keys) + [
+            path for path in target.identity_files if os.path.exists(path)]
     return []
 
 
-def _load_keys(config: Config, hostname: str, paths: list[str]) -> Any:
-    host = config.hosts.get(hostname)
-    certs = list(host.client_certs) if host is not None else []
+def _load_keys(target: Hop, paths: list[str]) -> Any:
+    certs = list(target.profile.client_certs)
     if not certs:
         return paths
     try:
@@ -168,7 +242,8 @@ def _load_keys(config: Config, hostname: str, paths: list[str]) -> Any:
     except (OSError, ValueError, asyncssh.Error) as error:
         raise errors.RemoteSetupError(
             "The server's key for this host cannot be loaded.", code="client-key",
-            hint=f"Check hosts.{hostname}.client_keys and client_certs: {error}") from None
+            hint=f"Check hosts.{target.profile_name}.client_keys and client_certs: "
+                 f"{error}") from None
 
 
 class SSHChannel:
@@ -227,28 +302,91 @@ async def _bounded(task: asyncio.Task[Any], relay: Relay | None, seconds: float)
 
 async def connect(config: Config, owner: str, hostname: str, port: int, username: str,
                   relay: Relay | None) -> SSHTransport:
-    """Log in, verify the host key, and make sure the agent is uploaded.
+    """Log in (through any jump hosts), verify every host key, and make sure the
+    agent is uploaded.
 
     ``relay`` carries the request's password and any keyboard-interactive
-    questions; without one only the server's keys are tried.
+    questions, for every hop; without one only the server's keys are tried.
     """
-    ssh_config = config.ssh
-    policy = config.host_key_policy(hostname)
-    client = _Client(ssh_config.known_hosts, policy, relay)
+    target, jumps = route(config, hostname, port, username)
+    tunnels: list[asyncssh.SSHClientConnection] = []
+    try:
+        for jump in jumps:
+            try:
+                tunnels.append(await _login(config, owner, jump, relay,
+                                            tunnels[-1] if tunnels else None))
+            except errors.FramewireError as error:
+                raise _through(error, jump, target, first=True) from None
+        try:
+            conn = await _login(config, owner, target, relay, tunnels[-1] if tunnels else None)
+        except errors.FramewireError as error:
+            if jumps and error.code in ("connect-failed", "unknown-host", "connect-timeout"):
+                raise _through(error, jumps[-1], target, first=False) from None
+            raise
+    except BaseException:
+        for tunnel in reversed(tunnels):
+            tunnel.close()
+        raise
+    finally:
+        if relay is not None:
+            relay.password = None
+    python = target.profile.python or config.ssh.python
+    try:
+        uploaded = await _ensure_agent(conn)
+    except (OSError, asyncssh.Error) as error:
+        conn.close()
+        for tunnel in reversed(tunnels):
+            tunnel.close()
+        raise errors.RemoteFailure(
+            "Agent startup failed.", code="agent-upload-failed",
+            hint=f"Could not upload the agent to ~/{REMOTE_DIR}: {error}") from None
+    transport = SSHTransport(conn, python, uploaded)
+    transport.tunnels = tunnels
+    transport.route = [jump.label for jump in jumps]
+    transport.username = target.username
+    return transport
+
+
+_UNREACHED = ("connect-failed", "unknown-host", "connect-timeout")
+
+
+def _through(error: errors.FramewireError, jump: Hop, target: Hop,
+             first: bool) -> errors.FramewireError:
+    """An error at or behind a jump host, naming the jump host."""
+    if error.code in _UNREACHED:
+        wrapped = type(error)(
+            f"Could not reach the jump host {jump.label} on the way to {target.label}."
+            if first else f"Could not reach {target.label} through the jump host "
+                          f"{jump.label}.", hint=error.hint, code="jump-failed")
+    else:
+        wrapped = type(error)(f"{error.message.rstrip('.')} at the jump host {jump.label}.",
+                              hint=error.hint, code=error.code)
+    wrapped.status = error.status
+    return wrapped
+
+
+async def _login(config: Config, owner: str, target: Hop, relay: Relay | None,
+                 tunnel: asyncssh.SSHClientConnection | None) -> asyncssh.SSHClientConnection:
+    """One SSH connection, with the host key policy and every error named."""
+    known_hosts = config.ssh.known_hosts
+    policy = target.profile.host_key_policy or config.ssh.host_key_policy
+    if relay is not None:
+        relay.begin_hop()
+    client = _Client(known_hosts, policy, relay)
     keys: Any = None
     if relay is None or relay.password is None:
-        paths = client_keys(config, owner, hostname)
-        keys = _load_keys(config, hostname, paths) if paths else None
-    label = _host_label(hostname, port)
+        paths = client_keys(config, owner, target)
+        keys = _load_keys(target, paths) if paths else None
+    label = target.label
     attempt = asyncio.ensure_future(asyncssh.connect(
-        hostname, port, username=username, client_factory=lambda: client,
-        known_hosts=_known_hosts(ssh_config.known_hosts), client_keys=keys,
-        agent_path=None, config=None, encryption_algs=ssh_config.encryption_algs,
-        compression_algs=None, preferred_auth=("publickey", "keyboard-interactive",
-                                               "password"),
+        target.hostname, target.port, tunnel=tunnel, username=target.username,
+        client_factory=lambda: client, known_hosts=_known_hosts(known_hosts),
+        client_keys=keys, agent_path=None, config=None,
+        encryption_algs=config.ssh.encryption_algs, compression_algs=None,
+        preferred_auth=("publickey", "keyboard-interactive", "password"),
         keepalive_interval=30))
     try:
-        conn = await _bounded(attempt, relay, ssh_config.connect_timeout)
+        return await _bounded(attempt, relay, config.ssh.connect_timeout)
     except asyncssh.HostKeyNotVerifiable:
         offered = client.offered.get_fingerprint() if client.offered else "unknown"
         if client.known:
@@ -257,13 +395,13 @@ async def connect(config: Config, owner: str, hostname: str, port: int, username
                 f"The host key of {label} has changed: it offered {offered}, "
                 f"known_hosts has {known}.", code="host-key-changed",
                 hint=f"This may be an attack. If the host's key was really replaced, "
-                     f"remove its old line from {ssh_config.known_hosts} "
-                     f"(ssh-keygen -R {_known_name(hostname, port)} -f "
-                     f"{ssh_config.known_hosts}) and retry.") from None
+                     f"remove its old line from {known_hosts} "
+                     f"(ssh-keygen -R {_known_name(target.hostname, target.port)} -f "
+                     f"{known_hosts}) and retry.") from None
         raise errors.UnknownHostKey(
             UNKNOWN_HOST_KEY.format(host=label, fingerprint=offered),
-            hint=f"If this is the host's key, add it to {ssh_config.known_hosts} "
-                 f"(ssh-keyscan -p {port} {hostname} >> {ssh_config.known_hosts}), "
+            hint=f"If this is the host's key, add it to {known_hosts} "
+                 f"(ssh-keyscan -p {target.port} {target.hostname} >> {known_hosts}), "
                  f"or set host_key_policy = \"accept-new\" for this host, and retry.") \
             from None
     except asyncssh.PermissionDenied:
@@ -273,34 +411,22 @@ async def connect(config: Config, owner: str, hostname: str, port: int, username
     except (TimeoutError, asyncio.TimeoutError):
         raise errors.RemoteFailure(
             CONNECT_FAILED, code="connect-timeout",
-            hint=f"{label} did not answer within {ssh_config.connect_timeout:.0f} s.") \
+            hint=f"{label} did not answer within {config.ssh.connect_timeout:.0f} s.") \
             from None
     except socket.gaierror:
         raise errors.RemoteFailure(
             CONNECT_FAILED, code="unknown-host",
-            hint=f"The hostname {hostname!r} could not be resolved.") from None
+            hint=f"The hostname {target.hostname!r} could not be resolved.") from None
     except (OSError, asyncssh.Error) as error:
-        reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or str(error)
+        number = getattr(error, "errno", None)
+        reason = (os.strerror(number) if isinstance(number, int) and number > 0 else None) \
+            or getattr(error, "strerror", None) or getattr(error, "reason", None) or str(error)
         raise errors.RemoteFailure(
             CONNECT_FAILED, code="connect-failed",
             hint=f"Could not connect to {label}: {reason}") from None
     finally:
-        if relay is not None:
-            relay.password = None
         if not attempt.done():
             attempt.cancel()
-    python = (config.hosts[hostname].python if hostname in config.hosts
-              and config.hosts[hostname].python else ssh_config.python)
-    try:
-        uploaded = await _ensure_agent(conn)
-    except (OSError, asyncssh.Error) as error:
-        conn.close()
-        raise errors.RemoteFailure(
-            "Agent startup failed.", code="agent-upload-failed",
-            hint=f"Could not upload the agent to ~/{REMOTE_DIR}: {error}") from None
-    transport = SSHTransport(conn, python, uploaded)
-    transport.host_key_recorded = client.recorded
-    return transport
 
 
 def _known_name(hostname: str, port: int) -> str:
@@ -331,10 +457,11 @@ async def _ensure_agent(conn: asyncssh.SSHClientConnection) -> bool:
 class SSHTransport(Transport):
     kind = "ssh"
 
-    host_key_recorded = False
-
     def __init__(self, conn: asyncssh.SSHClientConnection, python: str,
                  uploaded: bool) -> None:
+        self.tunnels: list[asyncssh.SSHClientConnection] = []  # jump hosts, first first
+        self.route: list[str] = []
+        self.username = ""
         self.conn = conn
         self.python = python
         self.uploaded = uploaded
@@ -362,12 +489,14 @@ class SSHTransport(Transport):
         return await open_stream_channel(inner, nonce, path, offset, length)
 
     async def close(self) -> None:
-        self.conn.close()
-        try:
-            await asyncio.wait_for(self.conn.wait_closed(), 5)
-        except (TimeoutError, asyncio.TimeoutError):
-            pass
+        for conn in (self.conn, *reversed(self.tunnels)):
+            conn.close()
+            try:
+                await asyncio.wait_for(conn.wait_closed(), 5)
+            except (TimeoutError, asyncio.TimeoutError):
+                pass
 
     def describe(self) -> dict[str, Any]:
         return {"transport": self.kind, "agent_path": "~/" + self.agent_path,
+                "jump_hosts": self.route,
                 "uploaded": self.uploaded}

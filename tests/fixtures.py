@@ -211,6 +211,7 @@ def make_config(data_dir: Path, **sections: dict[str, Any]) -> config_module.Con
     config.server.token = secrets.token_urlsafe(16)
     config.server.data_dir = str(data_dir)
     config.local.work_dir = str(data_dir / "local-work")
+    config.ssh.ssh_config = ""  # the test machine's own ~/.ssh/config stays out
     # Test receivers listen on loopback, which the default policy refuses.
     config.outgoing.allow_networks = ["127.0.0.0/8", "::1/128"]
     for section, values in sections.items():

@@ -58,7 +58,8 @@ class RemotesHandler(ApiHandler):
         local = self.services.sessions.is_local(hostname)
         if not local:
             check_hostname(hostname, self.services.config.ssh.allowed_hosts)
-        username = _text(body, "username", required=not local) or ""
+        # Without a username, the host's profile or ~/.ssh/config may name one.
+        username = _text(body, "username", required=False) or ""
         if username and not REMOTE_USER.match(username):
             raise errors.ValidationError(
                 "username", "username must be 1 to 64 letters, digits, '_', '.', '@' or "
