@@ -51,6 +51,23 @@ class RemoteSession:
                       timeout: float | None = 300.0) -> dict[str, Any]:
         return await self.require_agent().request(command, args, timeout)
 
+    def notes(self) -> list[str]:
+        """What the person should know about this host: fallbacks the login took,
+        and an ffmpeg that is missing or cannot encode."""
+        notes = list(getattr(self.transport, "notes", []))
+        if self.agent is None:
+            return notes
+        label = self.hostname if self.port == 22 else f"{self.hostname}:{self.port}"
+        ffmpeg = self.agent.hello.get("ffmpeg") or {}
+        if not ffmpeg.get("path"):
+            notes.append(f"No ffmpeg on {label}: no video can be made there. Install ffmpeg, "
+                         "set ffmpeg in this host's profile, or let the server provide its own "
+                         "([ssh] provision_ffmpeg = true).")
+        elif not ffmpeg.get("encoders"):
+            notes.append(f"The ffmpeg on {label} ({ffmpeg['path']}) has no H.264, VP9 or AV1 "
+                         "encoder: no video can be made with it.")
+        return notes
+
     def info(self, idle_timeout: float) -> dict[str, Any]:
         agent: dict[str, Any] = {"state": "none"}
         if self.agent is not None:
@@ -69,6 +86,7 @@ class RemoteSession:
             }
         return {
             "sid": self.sid,
+            "notes": self.notes(),
             "hostname": self.hostname,
             "port": self.port,
             "username": self.username,

@@ -330,21 +330,181 @@ async def connect(config: Config, owner: str, hostname: str, port: int, username
     finally:
         if relay is not None:
             relay.password = None
-    python = target.profile.python or config.ssh.python
     try:
-        uploaded = await _ensure_agent(conn)
-    except (OSError, asyncssh.Error) as error:
+        setup = Setup(target, config)
+        try:
+            work_dir, note = await _work_dir(conn, target)
+            python, version = await _find_python(conn, target, setup)
+            uploaded = await _ensure_agent(conn, work_dir)
+        except (OSError, asyncssh.Error) as error:
+            raise errors.RemoteFailure(
+                "Agent startup failed.", code="agent-upload-failed",
+                hint=f"Could not upload the agent to {target.label}: {error}") from None
+    except BaseException:
         conn.close()
         for tunnel in reversed(tunnels):
             tunnel.close()
-        raise errors.RemoteFailure(
-            "Agent startup failed.", code="agent-upload-failed",
-            hint=f"Could not upload the agent to ~/{REMOTE_DIR}: {error}") from None
-    transport = SSHTransport(conn, python, uploaded)
+        raise
+    transport = SSHTransport(conn, python, uploaded, work_dir, setup)
+    transport.python_version = version
+    if note:
+        transport.notes.append(note)
     transport.tunnels = tunnels
     transport.route = [jump.label for jump in jumps]
     transport.username = target.username
     return transport
+
+
+class Setup:
+    """What runs before the agent on a host: its profile's set-up commands
+    (each an argv list, run in order by /bin/sh, a login shell when there are
+    any, whatever the user's own shell is) and its ffmpeg."""
+
+    def __init__(self, target: Hop, config: Config) -> None:
+        self.commands = [list(step) for step in target.profile.setup]
+        self.ffmpeg = target.profile.ffmpeg
+        self.label = target.label
+        self.candidates = list(dict.fromkeys(
+            [target.profile.python, config.ssh.python, "python3",
+             *(f"python3.{minor}" for minor in range(14, 5, -1)),
+             "/usr/bin/python3", "/usr/local/bin/python3"]))
+        self.candidates = [name for name in self.candidates if name]
+
+    def prefix(self) -> str:
+        """sh commands: each set-up command, stopping at the first that fails."""
+        parts = []
+        for index, step in enumerate(self.commands, start=1):
+            parts.append(f"{_argv(step)} || {{ echo 'FRAMEWIRE-SETUP-FAILED {index}'; "
+                         "exit 126; }")
+        if self.ffmpeg:
+            parts.append(f"FRAMEWIRE_FFMPEG={shlex.quote(self.ffmpeg)}; export FRAMEWIRE_FFMPEG")
+        return "; ".join(parts)
+
+    def wrap(self, command: str) -> str:
+        """``command`` (sh syntax) for the user's login shell, whatever it is."""
+        prefix = self.prefix()
+        if not prefix:
+            return command
+        shell = "/bin/sh -lc" if self.commands else "/bin/sh -c"
+        return f"{shell} {shlex.quote(prefix + '; exec ' + command)}"
+
+    def failed_step(self, output: str) -> str | None:
+        match = re.search(r"FRAMEWIRE-SETUP-FAILED (\d+)", output)
+        if not match:
+            return None
+        return " ".join(self.commands[int(match.group(1)) - 1])
+
+
+def _argv(argv: list[str]) -> str:
+    return " ".join(shlex.quote(part) for part in argv)
+
+
+PYTHON_PROBE = "import sys; print('%d.%d' % sys.version_info[:2])"
+
+
+async def _find_python(conn: asyncssh.SSHClientConnection, target: Hop,
+                       setup: Setup) -> tuple[str, str]:
+    """The first Python 3.6+ among the candidates, as an absolute path."""
+    loop = " ".join(shlex.quote(name) for name in setup.candidates)
+    script = (
+        f"for p in {loop}; do command -v \"$p\" >/dev/null 2>&1 || continue; "
+        f"v=$(\"$p\" -c {shlex.quote(PYTHON_PROBE)} 2>/dev/null) || continue; "
+        "case \"$v\" in 3.[6-9]|3.[1-9][0-9]) "
+        "echo \"FRAMEWIRE-PYTHON $(command -v \"$p\") $v\"; exit 0;; esac; "
+        "found=\"$found $(command -v \"$p\")=$v\"; done; "
+        "echo \"FRAMEWIRE-NO-PYTHON$found\"; exit 127")
+    prefix = setup.prefix()
+    shell = "/bin/sh -lc" if setup.commands else "/bin/sh -c"
+    command = f"{shell} {shlex.quote((prefix + '; ' if prefix else '') + script)}"
+    try:
+        result = await asyncio.wait_for(conn.run(command, check=False), 60)
+    except (asyncio.TimeoutError, TimeoutError):
+        raise errors.RemoteSetupError(
+            f"Looking for Python on {target.label} took over 60 s.", code="no-python",
+            hint="Check the host's login scripts and set-up commands.") from None
+    output = str(result.stdout or "")
+    failed = setup.failed_step(output)
+    if failed is not None:
+        reason = str(result.stderr or "").strip().splitlines()
+        raise errors.RemoteSetupError(
+            f"The set-up command `{failed}` failed on {target.label}.", code="setup-failed",
+            hint=(reason[-1][:300] if reason else "It exited with an error.")
+            + " Fix the host's setup list in the configuration.")
+    for line in output.splitlines():
+        if line.startswith("FRAMEWIRE-PYTHON "):
+            _, path, version = line.split(" ", 2)
+            return path, version.strip()
+        if line.startswith("FRAMEWIRE-NO-PYTHON"):
+            found = line[len("FRAMEWIRE-NO-PYTHON"):].split()
+            if found:
+                listed = ", ".join(entry.replace("=", " is ") for entry in found)
+                raise errors.RemoteSetupError(
+                    f"Python on {target.label} is too old: {listed}.", code="old-python",
+                    hint="framewire's agent needs Python 3.6 or newer. Install one, or point "
+                         "python (or a set-up command such as [\"module\", \"load\", "
+                         "\"python3\"]) in this host's profile at it.")
+            raise errors.RemoteSetupError(
+                f"No Python 3 on {target.label}.", code="no-python",
+                hint="framewire's agent needs Python 3.6 or newer (only the standard "
+                     "library). Install python3, or set python (or a set-up command "
+                     "such as [\"module\", \"load\", \"python3\"]) in this host's profile.")
+    raise errors.RemoteSetupError(
+        f"Could not look for Python on {target.label}.", code="no-python",
+        hint=f"The remote shell answered: {(output or str(result.stderr or '')).strip()[-200:]}")
+
+
+async def _work_dir(conn: asyncssh.SSHClientConnection, target: Hop) -> tuple[str, str | None]:
+    """An absolute, writable work directory, and a note when it is a fallback."""
+    configured = target.profile.work_dir
+    async with conn.start_sftp_client() as sftp:
+        home = await sftp.realpath(".")
+        if configured:
+            path = configured[2:] if configured.startswith("~/") else configured
+            absolute = path if path.startswith("/") else f"{home}/{path}"
+            reason = await _try_dir(sftp, absolute)
+            if reason is None:
+                return absolute, None
+            raise errors.RemoteSetupError(
+                f"The work directory {absolute} is not writable on {target.label}: {reason}.",
+                code="work-dir", hint=f"Set work_dir in the profile of {target.requested} to "
+                                      "a writable directory, such as a scratch filesystem.")
+        default = f"{home}/{REMOTE_DIR}"
+        reason = await _try_dir(sftp, default)
+        if reason is None:
+            return default, None
+        fallback = f"/tmp/framewire-{target.username}"
+        second = await _try_dir(sftp, fallback, private=True)
+        if second is None:
+            return fallback, (f"The home directory {home} is not writable ({reason}); the agent "
+                              f"and its jobs use {fallback}. Set work_dir in this host's "
+                              "profile to choose a directory.")
+        raise errors.RemoteSetupError(
+            f"No writable work directory on {target.label}: {default} ({reason}), "
+            f"{fallback} ({second}).", code="work-dir",
+            hint=f"Set work_dir in the profile of {target.requested} to a writable directory.")
+
+
+async def _try_dir(sftp: asyncssh.SFTPClient, path: str, private: bool = False) -> str | None:
+    """None if ``path`` is (now) a writable directory of ours, else why not."""
+    try:
+        parts = path.rstrip("/").split("/")
+        for end in range(2, len(parts) + 1):  # mkdir -p, keeping the first refusal
+            prefix = "/".join(parts[:end])
+            if not await sftp.isdir(prefix):
+                await sftp.mkdir(prefix, attrs=asyncssh.SFTPAttrs(permissions=0o700))
+        info = await sftp.lstat(path)
+        if private and (info.type != asyncssh.FILEXFER_TYPE_DIRECTORY
+                        or (info.permissions or 0) & 0o077):
+            return "it exists and is not a private directory"
+        probe = f"{path}/.write-test-{secrets.token_hex(4)}"
+        async with sftp.open(probe, "wb") as handle:
+            await handle.write(b"framewire")
+        await sftp.remove(probe)
+        return None
+    except asyncssh.SFTPError as error:
+        return str(error.reason or error).rstrip(".").lower() or "not writable"
+    except OSError as error:
+        return error.strerror or str(error)
 
 
 _UNREACHED = ("connect-failed", "unknown-host", "connect-timeout")
@@ -437,15 +597,13 @@ def _host_label(hostname: str, port: int) -> str:
     return hostname if port == 22 else f"{hostname}:{port}"
 
 
-async def _ensure_agent(conn: asyncssh.SSHClientConnection) -> bool:
+async def _ensure_agent(conn: asyncssh.SSHClientConnection, work_dir: str) -> bool:
     """Upload the agent zipapp over SFTP unless that exact build is there already."""
     agent = bundle.build()
-    target = f"{REMOTE_DIR}/{agent.filename}"
+    target = f"{work_dir}/{agent.filename}"
     async with conn.start_sftp_client() as sftp:
         if await sftp.exists(target):
             return False
-        await sftp.makedirs(REMOTE_DIR, attrs=asyncssh.SFTPAttrs(permissions=0o700),
-                            exist_ok=True)
         temp = f"{target}.{secrets.token_hex(4)}.part"
         async with sftp.open(temp, "wb") as handle:
             await handle.write(agent.data)
@@ -457,18 +615,23 @@ async def _ensure_agent(conn: asyncssh.SSHClientConnection) -> bool:
 class SSHTransport(Transport):
     kind = "ssh"
 
-    def __init__(self, conn: asyncssh.SSHClientConnection, python: str,
-                 uploaded: bool) -> None:
+    def __init__(self, conn: asyncssh.SSHClientConnection, python: str, uploaded: bool,
+                 work_dir: str, setup: Setup | None = None) -> None:
         self.tunnels: list[asyncssh.SSHClientConnection] = []  # jump hosts, first first
         self.route: list[str] = []
         self.username = ""
+        self.python_version = ""
+        self.notes: list[str] = []
         self.conn = conn
         self.python = python
         self.uploaded = uploaded
-        self.agent_path = f"{REMOTE_DIR}/{bundle.build().filename}"
+        self.work_dir = work_dir
+        self.setup = setup
+        self.agent_path = f"{work_dir}/{bundle.build().filename}"
 
     def _command(self, *args: str) -> str:
-        return " ".join(shlex.quote(part) for part in (self.python, self.agent_path, *args))
+        command = _argv([self.python, self.agent_path, *args])
+        return self.setup.wrap(command) if self.setup else command
 
     async def _exec(self, *args: str, label: str) -> SSHChannel:
         try:
@@ -481,7 +644,8 @@ class SSHTransport(Transport):
         return SSHChannel(process, label)
 
     async def start_agent(self, nonce: str) -> SSHChannel:
-        return await self._exec("serve", "--nonce", nonce, label="agent")
+        return await self._exec("serve", "--nonce", nonce, "--work-dir", self.work_dir,
+                                label="agent")
 
     async def open_stream(self, path: str, offset: int, length: int) -> StreamChannel:
         nonce = secrets.token_hex(8)
@@ -497,6 +661,6 @@ class SSHTransport(Transport):
                 pass
 
     def describe(self) -> dict[str, Any]:
-        return {"transport": self.kind, "agent_path": "~/" + self.agent_path,
-                "jump_hosts": self.route,
+        return {"transport": self.kind, "agent_path": self.agent_path,
+                "jump_hosts": self.route, "python_path": self.python, "notes": self.notes,
                 "uploaded": self.uploaded}

@@ -144,9 +144,23 @@ class TwoFactorServer(asyncssh.SSHServer):
         return list(responses) == [CODE]
 
 
+class HomeSFTP(asyncssh.SFTPServer):
+    """SFTP whose relative paths start at ``root``, like a login's home directory."""
+
+    def __init__(self, channel: Any, root: Path) -> None:
+        super().__init__(channel)
+        self.root = os.fsencode(root)
+
+    def map_path(self, path: bytes) -> bytes:
+        return path if path.startswith(b"/") else os.path.join(self.root, path)
+
+    def reverse_map_path(self, path: bytes) -> bytes:
+        return path
+
+
 class InProcessSSH:
-    """An asyncssh server in a thread of its own: SFTP under ``root``, and exec
-    requests run as local processes there (so the real agent starts)."""
+    """An asyncssh server in a thread of its own: SFTP with ``root`` as home, and
+    exec requests run as local processes there (so the real agent starts)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -163,7 +177,7 @@ class InProcessSSH:
         self.server = self.loop.run_until_complete(asyncssh.create_server(
             TwoFactorServer, "127.0.0.1", self.port, server_host_keys=[self.key],
             process_factory=self._exec,
-            sftp_factory=lambda channel: asyncssh.SFTPServer(channel, chroot=self.root),
+            sftp_factory=lambda channel: HomeSFTP(channel, self.root),
             encoding=None))
         ready.set()
         self.loop.run_forever()

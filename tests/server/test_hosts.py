@@ -1,0 +1,183 @@
+"""Hostile hosts: a tcsh login shell that prints, a read-only home, no Python,
+an old Python, failing set-up commands, an unwritable or full work directory,
+no ffmpeg; each start-up failure with its own message and hint."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from server.config import HostConfig
+from tests.fixtures import LiveServer, solid_frames
+from tests.hosts import HostileSSHD, make_account, pythons, start_hostile_sshd
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileSSHD]:
+    accounts = [make_account("fwtcsh", "tcsh"), make_account("fwro", "readonly")]
+    daemon = start_hostile_sshd(tmp_path_factory.mktemp("hostile"), accounts)
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileSSHD]:
+    """A host without python3 and without ffmpeg."""
+    accounts = [make_account("fwbare", "plain")]
+    daemon = start_hostile_sshd(tmp_path_factory.mktemp("bare"), accounts,
+                                hide=[*pythons(), "/usr/bin/ffmpeg"])
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def no_ffmpeg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileSSHD]:
+    accounts = [make_account("fwnoff", "plain")]
+    daemon = start_hostile_sshd(tmp_path_factory.mktemp("noff"), accounts,
+                                hide=["/usr/bin/ffmpeg"])
+    yield daemon
+    daemon.stop()
+
+
+def open_on(server: LiveServer, host: HostileSSHD, user: str, **extra: Any) -> Any:
+    return server.post_json("/remotes", {"hostname": "127.0.0.1", "port": host.port,
+                                         "username": user,
+                                         "password": host.accounts[user].password, **extra})
+
+
+def make(make_server: Callable[..., LiveServer], host: HostileSSHD,
+         **profile: Any) -> LiveServer:
+    server = make_server(ssh={"known_hosts": str(host.known_hosts)})
+    if profile:
+        server.config.hosts["127.0.0.1"] = HostConfig(**profile)
+    return server
+
+
+def encode(server: LiveServer, sid: str, images: Path) -> dict[str, Any]:
+    frames = solid_frames(images, [(10, 20, 30), (40, 50, 60)])
+    job = server.post_json(f"/remotes/{sid}/videos", {"content-type": "video/mp4",
+                                                      "images": frames})
+    assert job.status_code == 202, job.headers.get("X-Slycat-Message")
+    return server.wait_video(sid, job.json()["sid"])
+
+
+def test_a_tcsh_login_shell_that_prints(make_server: Callable[..., LiveServer],
+                                        hostile: HostileSSHD, images: Path) -> None:
+    said = subprocess.run(["runuser", "-u", "fwtcsh", "--", "tcsh", "-c", "true"],
+                          capture_output=True, text=True, check=True)
+    assert "Welcome to the csh cluster" in said.stdout and "quota warning" in said.stderr
+    server = make(make_server, hostile)
+    opened = open_on(server, hostile, "fwtcsh")
+    assert opened.status_code == 200, opened.headers.get("X-Slycat-Hint")
+    info = server.request("GET", f"/remotes/{opened.json()['sid']}").json()
+    assert info["agent"]["state"] == "running"
+    assert info["agent"]["python_path"].startswith("/")
+    assert encode(server, opened.json()["sid"], images)["status"] == "succeeded"
+
+
+def test_a_read_only_home_falls_back_with_a_note(make_server: Callable[..., LiveServer],
+                                                 hostile: HostileSSHD, images: Path) -> None:
+    server = make(make_server, hostile)
+    opened = open_on(server, hostile, "fwro")
+    assert opened.status_code == 200, opened.headers.get("X-Slycat-Hint")
+    info = server.request("GET", f"/remotes/{opened.json()['sid']}").json()
+    assert info["agent"]["work_dir"] == "/tmp/framewire-fwro"
+    assert info["agent"]["notes"] == [
+        "The home directory /home/fwro is not writable (permission denied); the agent and "
+        "its jobs use /tmp/framewire-fwro. Set work_dir in this host's profile to choose a "
+        "directory."]
+    assert oct(os.stat("/tmp/framewire-fwro").st_mode & 0o777) == "0o700"
+    assert encode(server, opened.json()["sid"], images)["status"] == "succeeded"
+    assert not (hostile.accounts["fwro"].home / ".cache").exists()
+
+
+def test_no_python_and_an_old_python(make_server: Callable[..., LiveServer],
+                                     bare: HostileSSHD, images: Path) -> None:
+    server = make(make_server, bare)
+    missing = open_on(server, bare, "fwbare")
+    assert missing.status_code == 400
+    assert missing.json()["errors"][0]["code"] == "no-python"
+    assert missing.headers["X-Slycat-Message"] == "No Python 3 on 127.0.0.1:" + str(bare.port) \
+        + "."
+    assert "needs Python 3.6 or newer" in missing.headers["X-Slycat-Hint"]
+
+    old = images / "python2.7"  # a directory every user can read
+    old.write_text("#!/bin/sh\necho 2.7\n")
+    old.chmod(0o755)
+    server.config.hosts["127.0.0.1"] = HostConfig(python=str(old))
+    too_old = open_on(server, bare, "fwbare")
+    assert too_old.status_code == 400
+    assert too_old.json()["errors"][0]["code"] == "old-python"
+    assert too_old.headers["X-Slycat-Message"] == \
+        f"Python on 127.0.0.1:{bare.port} is too old: {old} is 2.7."
+
+
+def test_set_up_commands_and_work_directories(make_server: Callable[..., LiveServer],
+                                              hostile: HostileSSHD, images: Path) -> None:
+    server = make(make_server, hostile, setup=[["true"], ["test", "-d", "/no/such/module"]])
+    failed = open_on(server, hostile, "fwtcsh")
+    assert failed.status_code == 400
+    assert failed.json()["errors"][0]["code"] == "setup-failed"
+    assert failed.headers["X-Slycat-Message"] == \
+        f"The set-up command `test -d /no/such/module` failed on 127.0.0.1:{hostile.port}."
+
+    scratch = images / "scratch"
+    scratch.mkdir(mode=0o777)
+    os.chmod(scratch, 0o777)
+    server.config.hosts["127.0.0.1"] = HostConfig(
+        work_dir=str(scratch / "fw"), setup=[["export", "FRAMEWIRE_MARK=set"]])
+    opened = open_on(server, hostile, "fwtcsh")
+    assert opened.status_code == 200, opened.headers.get("X-Slycat-Hint")
+    info = server.request("GET", f"/remotes/{opened.json()['sid']}").json()
+    assert info["agent"]["work_dir"] == str(scratch / "fw")
+    assert encode(server, opened.json()["sid"], images)["status"] == "succeeded"
+    assert list((scratch / "fw").glob("agent-*.pyz")) and (scratch / "fw" / "jobs").is_dir()
+
+    server.config.hosts["127.0.0.1"] = HostConfig(work_dir="/proc/framewire")
+    unwritable = open_on(server, hostile, "fwtcsh")
+    assert unwritable.status_code == 400
+    assert unwritable.json()["errors"][0]["code"] == "work-dir"
+    assert unwritable.headers["X-Slycat-Message"].startswith(
+        f"The work directory /proc/framewire is not writable on 127.0.0.1:{hostile.port}")
+    assert "work_dir in the profile of 127.0.0.1" in unwritable.headers["X-Slycat-Hint"]
+
+
+def test_a_full_work_directory(make_server: Callable[..., LiveServer], hostile: HostileSSHD,
+                               images: Path) -> None:
+    full = images / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=1777", "tmpfs", str(full)],
+                   check=True)
+    try:
+        (full / "fw").mkdir(mode=0o777)
+        os.chmod(full / "fw", 0o777)
+        subprocess.run(["dd", "if=/dev/zero", f"of={full / 'filler'}", "bs=4k"],
+                       capture_output=True, check=False)
+        server = make(make_server, hostile, work_dir=str(full / "fw"))
+        refused = open_on(server, hostile, "fwtcsh")
+        assert refused.status_code == 400
+        assert refused.json()["errors"][0]["code"] == "work-dir"
+        assert "no space left on device" in refused.headers["X-Slycat-Message"].lower() \
+            or "failure" in refused.headers["X-Slycat-Message"].lower(), \
+            refused.headers["X-Slycat-Message"]
+    finally:
+        subprocess.run(["umount", "-l", str(full)], check=False)
+
+
+def test_a_host_without_ffmpeg_says_so(make_server: Callable[..., LiveServer],
+                                       no_ffmpeg: HostileSSHD, images: Path) -> None:
+    server = make(make_server, no_ffmpeg)
+    opened = open_on(server, no_ffmpeg, "fwnoff")
+    assert opened.status_code == 200, opened.headers.get("X-Slycat-Hint")
+    sid = opened.json()["sid"]
+    info = server.request("GET", f"/remotes/{sid}").json()
+    assert info["agent"]["ffmpeg"]["path"] is None
+    assert f"No ffmpeg on 127.0.0.1:{no_ffmpeg.port}" in " ".join(info["notes"])
+    frames = solid_frames(images, [(1, 2, 3)])
+    job = server.post_json(f"/remotes/{sid}/videos", {"content-type": "video/mp4",
+                                                      "images": frames})
+    assert job.status_code == 400 and job.json()["errors"][0]["code"] == "no-ffmpeg"
