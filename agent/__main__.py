@@ -55,8 +55,18 @@ def main(argv=None):
     stream_parser.add_argument("--nonce", default="")
     run_job = commands.add_parser("run-job", help="run one job (started by serve)")
     run_job.add_argument("job_dir")
+    hash_parser = commands.add_parser("hash", help="print a file's SHA-256")
+    hash_parser.add_argument("path")
     args = parser.parse_args(argv)
 
+    if args.command == "hash":
+        import hashlib
+        digest = hashlib.sha256()
+        with open(args.path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        print(digest.hexdigest())
+        return 0
     if args.command == "run-job":
         from . import runner
         return runner.main(args.job_dir)

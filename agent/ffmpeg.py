@@ -22,13 +22,34 @@ CONTENT_TYPE_CODECS = {"video/mp4": "h264", "video/webm": "vp9"}
 TEXT_FILTERS = ("drawtext", "subtitles")
 
 
-def find_ffmpeg():
-    # type: () -> Optional[str]
-    """``$FRAMEWIRE_FFMPEG`` if set, else ``ffmpeg`` on ``PATH``."""
+# Where ffmpeg often lives when it is not on PATH (a login shell without the
+# site's profile, a module tree, a user's own build).
+COMMON_PLACES = ("~/bin/ffmpeg", "~/.local/bin/ffmpeg", "/usr/local/bin/ffmpeg",
+                 "/opt/ffmpeg/bin/ffmpeg", "/opt/ffmpeg*/bin/ffmpeg", "/opt/*/ffmpeg*/bin/ffmpeg",
+                 "/usr/local/ffmpeg*/bin/ffmpeg", "/opt/homebrew/bin/ffmpeg", "/usr/bin/ffmpeg",
+                 "/snap/bin/ffmpeg")
+
+
+def find_ffmpeg(work_dir=None):
+    # type: (Optional[str]) -> Optional[str]
+    """``$FRAMEWIRE_FFMPEG`` if set, else ``ffmpeg`` on ``PATH``, else the usual
+    places, else one the server provided in the work directory."""
+    import glob
+
     configured = os.environ.get("FRAMEWIRE_FFMPEG")
     if configured:
         return configured if os.access(configured, os.X_OK) else None
-    return shutil.which("ffmpeg")
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    places = [os.path.expanduser(place) for place in COMMON_PLACES]
+    if work_dir:
+        places.append(os.path.join(work_dir, "ffmpeg-*[0-9a-f]"))
+    for place in places:
+        for candidate in sorted(glob.glob(place), reverse=True):
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+    return None
 
 
 def describe(path):

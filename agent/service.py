@@ -8,12 +8,13 @@ whenever a job the server asked about changes.
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List  # noqa: F401 (type comments)
+from typing import Any, Callable, Dict, List, Optional  # noqa: F401 (type comments)
 
 from . import PROTOCOL_VERSION, __version__, ffmpeg, files, jobs, protocol
 
@@ -35,6 +36,14 @@ def sweep(directory, max_age):
             pass
 
 
+def free_space(path):
+    # type: (str) -> Optional[int]
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
 class Agent(object):
     def __init__(self, work_dir, runner_argv, writer):
         # type: (str, List[str], protocol.LineWriter) -> None
@@ -43,7 +52,7 @@ class Agent(object):
         os.makedirs(self.temp_dir, mode=0o700, exist_ok=True)
         sweep(self.temp_dir, TEMP_MAX_AGE)
         self.writer = writer
-        self.ffmpeg = ffmpeg.describe(ffmpeg.find_ffmpeg())
+        self.ffmpeg = ffmpeg.describe(ffmpeg.find_ffmpeg(work_dir))
         self.jobs = jobs.JobStore(work_dir, runner_argv, self.ffmpeg)
         self.watcher = jobs.JobWatcher(self.jobs, writer.send)
         self.commands = {
@@ -67,6 +76,7 @@ class Agent(object):
             "platform": {"system": platform.system(), "machine": platform.machine()},
             "pid": os.getpid(),
             "work_dir": self.work_dir,
+            "work_dir_free": free_space(self.work_dir),
             "ffmpeg": self.ffmpeg,
             "capabilities": {
                 "commands": sorted(self.commands),

@@ -220,6 +220,11 @@ class SessionManager:
         if want_agent:
             try:
                 agent = await self._start_agent(sid, transport)
+                if isinstance(transport, ssh.SSHTransport) and ssh.wants_ffmpeg(
+                        self.config, hostname, agent.hello):
+                    await transport.provision_ffmpeg(agent.hello)
+                    await agent.close()
+                    agent = await self._start_agent(sid, transport)
             except BaseException:
                 await transport.close()
                 raise

@@ -388,6 +388,12 @@ class Setup:
         shell = "/bin/sh -lc" if self.commands else "/bin/sh -c"
         return f"{shell} {shlex.quote(prefix + '; exec ' + command)}"
 
+    @classmethod
+    def empty(cls) -> Setup:
+        setup = cls.__new__(cls)
+        setup.commands, setup.ffmpeg, setup.label, setup.candidates = [], "", "", []
+        return setup
+
     def failed_step(self, output: str) -> str | None:
         match = re.search(r"FRAMEWIRE-SETUP-FAILED (\d+)", output)
         if not match:
@@ -505,6 +511,46 @@ async def _try_dir(sftp: asyncssh.SFTPClient, path: str, private: bool = False) 
         return str(error.reason or error).rstrip(".").lower() or "not writable"
     except OSError as error:
         return error.strerror or str(error)
+
+
+_BUNDLED: dict[str, tuple[str, str, int]] = {}
+
+
+def bundled_ffmpeg() -> tuple[str, str, int]:
+    """The static ffmpeg the server ships (imageio-ffmpeg's): path, SHA-256, size."""
+    import hashlib
+    import platform
+
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        raise errors.RemoteSetupError(
+            "This server has no Linux x86_64 ffmpeg to provide.", code="provision-failed",
+            hint="Install ffmpeg on the host, or set ffmpeg in its profile.")
+    try:
+        import imageio_ffmpeg
+        path = imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as error:
+        raise errors.RemoteSetupError("The server's bundled ffmpeg is missing.",
+                                      code="provision-failed", hint=str(error)) from None
+    if path not in _BUNDLED:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _BUNDLED[path] = (path, digest.hexdigest(), os.path.getsize(path))
+    return _BUNDLED[path]
+
+
+def wants_ffmpeg(config: Config, hostname: str, hello: dict[str, Any]) -> bool:
+    """Should the server provide ffmpeg to this host: none usable there, Linux
+    x86_64, and the administrator allows it?"""
+    profile = config.host(hostname)
+    allowed = profile.provision_ffmpeg if profile.provision_ffmpeg is not None \
+        else config.ssh.provision_ffmpeg
+    ffmpeg = hello.get("ffmpeg") or {}
+    usable = ffmpeg.get("path") and "h264" in (ffmpeg.get("encoders") or {})
+    platform_ = hello.get("platform") or {}
+    return bool(allowed and not usable and platform_.get("system") == "Linux"
+                and platform_.get("machine") in ("x86_64", "AMD64"))
 
 
 _UNREACHED = ("connect-failed", "unknown-host", "connect-timeout")
@@ -642,6 +688,76 @@ class SSHTransport(Transport):
             raise errors.RemoteFailure("The SSH connection failed.",
                                        hint=f"Create a new session ({error}).") from None
         return SSHChannel(process, label)
+
+    async def provision_ffmpeg(self, hello: dict[str, Any]) -> str:
+        """Upload the server's static ffmpeg into the work directory (once: the file is
+        named by its hash; an interrupted upload resumes), verify its SHA-256 on the
+        host, and use it from now on."""
+        local, digest, size = bundled_ffmpeg()
+        final = f"{self.work_dir}/ffmpeg-{digest[:16]}"
+        partial = f"{final}.part"
+        async with self.conn.start_sftp_client() as sftp:
+            if await sftp.exists(final):
+                self._use_ffmpeg(final, f"Using the server's ffmpeg at {final} (uploaded "
+                                        "earlier): the host has none usable.")
+                return final
+            for attempt in (1, 2):
+                start = 0
+                if await sftp.exists(partial):
+                    start = (await sftp.stat(partial)).size or 0
+                    if start > size:
+                        await sftp.remove(partial)
+                        start = 0
+                await self._upload(sftp, local, partial, start, size)
+                got = await self._remote_hash(partial)
+                if got == digest:
+                    break
+                await sftp.remove(partial)
+                if attempt == 2:
+                    raise errors.RemoteSetupError(
+                        f"The ffmpeg uploaded to {self.work_dir} did not verify.",
+                        code="provision-failed",
+                        hint=f"Its SHA-256 on the host is {got[:16]}…, not {digest[:16]}…; "
+                             "check the host's disk, then create a new session.")
+                start = 0
+            await sftp.chmod(partial, 0o755)
+            await sftp.posix_rename(partial, final)
+        resumed = f", resumed after {start} bytes" if start else ""
+        self._use_ffmpeg(final, f"Uploaded the server's ffmpeg ({size // 1_000_000} MB{resumed}, "
+                                f"SHA-256 verified) to {final}: the host has none usable.")
+        return final
+
+    def _use_ffmpeg(self, path: str, note: str) -> None:
+        if self.setup is None:
+            self.setup = Setup.empty()
+        self.setup.ffmpeg = path
+        self.notes.append(note)
+        log.info("%s", note)
+
+    async def _upload(self, sftp: asyncssh.SFTPClient, local: str, remote: str, start: int,
+                      size: int) -> None:
+        try:
+            async with sftp.open(remote, "ab" if start else "wb") as handle:
+                with open(local, "rb") as source:
+                    source.seek(start)
+                    offset = start
+                    while offset < size:
+                        block = source.read(4 << 20)
+                        if not block:
+                            break
+                        await handle.write(block, offset)
+                        offset += len(block)
+        except asyncssh.SFTPError as error:
+            raise errors.RemoteSetupError(
+                f"Could not upload ffmpeg to {self.work_dir}: {error.reason}.",
+                code="provision-failed",
+                hint="Free some space there, or set work_dir in this host's profile; the "
+                     "upload resumes where it stopped.") from None
+
+    async def _remote_hash(self, path: str) -> str:
+        result = await self.conn.run(self._command("hash", path), check=False)
+        lines = [line for line in str(result.stdout or "").split() if len(line) == 64]
+        return lines[-1] if lines else "unknown"
 
     async def start_agent(self, nonce: str) -> SSHChannel:
         return await self._exec("serve", "--nonce", nonce, "--work-dir", self.work_dir,

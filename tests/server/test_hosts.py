@@ -34,13 +34,29 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileSSHD]:
     daemon.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def no_ffmpeg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileSSHD]:
+    """A host without ffmpeg (and without one provided earlier)."""
     accounts = [make_account("fwnoff", "plain")]
+    work = accounts[0].home / ".cache" / "framewire"
+
+    def forget() -> None:
+        for provided in work.glob("ffmpeg-*"):
+            provided.unlink()
+    forget()
     daemon = start_hostile_sshd(tmp_path_factory.mktemp("noff"), accounts,
                                 hide=["/usr/bin/ffmpeg"])
     yield daemon
     daemon.stop()
+    forget()
+
+
+def home_of(host: HostileSSHD, work: Path) -> None:
+    """Make ``work`` (under the account's home) as the account would have."""
+    owner = host.accounts["fwnoff"].home.stat()
+    for directory in (work.parent, work):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chown(directory, owner.st_uid, owner.st_gid)
 
 
 def open_on(server: LiveServer, host: HostileSSHD, user: str, **extra: Any) -> Any:
@@ -181,3 +197,68 @@ def test_a_host_without_ffmpeg_says_so(make_server: Callable[..., LiveServer],
     job = server.post_json(f"/remotes/{sid}/videos", {"content-type": "video/mp4",
                                                       "images": frames})
     assert job.status_code == 400 and job.json()["errors"][0]["code"] == "no-ffmpeg"
+
+
+def test_the_servers_ffmpeg_is_provisioned_once(make_server: Callable[..., LiveServer],
+                                                no_ffmpeg: HostileSSHD, images: Path,
+                                                tmp_path: Path) -> None:
+    from server.ssh import bundled_ffmpeg
+    from tests.fixtures import probe
+
+    local, digest, size = bundled_ffmpeg()
+    work = no_ffmpeg.accounts["fwnoff"].home / ".cache" / "framewire"
+    server = make_server(ssh={"known_hosts": str(no_ffmpeg.known_hosts),
+                              "provision_ffmpeg": True})
+    # An upload that stopped after 10 MB resumes there.
+    home_of(no_ffmpeg, work)
+    final = work / f"ffmpeg-{digest[:16]}"
+    partial = Path(f"{final}.part")
+    with open(local, "rb") as source:
+        partial.write_bytes(source.read(10 << 20))
+    owner = no_ffmpeg.accounts["fwnoff"].home.stat()
+    os.chown(partial, owner.st_uid, owner.st_gid)
+
+    opened = open_on(server, no_ffmpeg, "fwnoff")
+    assert opened.status_code == 200, opened.headers.get("X-Slycat-Hint")
+    sid = opened.json()["sid"]
+    info = server.request("GET", f"/remotes/{sid}").json()
+    assert info["agent"]["ffmpeg"]["path"] == str(final)
+    assert "h264" in info["agent"]["capabilities"]["encoders"]
+    assert info["notes"] == [
+        f"Uploaded the server's ffmpeg ({size // 1_000_000} MB, resumed after {10 << 20} "
+        f"bytes, SHA-256 verified) to {final}: the host has none usable."]
+    assert final.stat().st_size == size and not partial.exists()
+    status = encode(server, sid, images)
+    assert status["status"] == "succeeded"
+    video = tmp_path / "provisioned.mp4"
+    video.write_bytes(server.request("GET", f"/remotes/{sid}/videos/{status['sid']}").content)
+    assert probe(video)["codec"] == "h264"
+
+    # The next session finds it: no second upload.
+    uploaded_at = final.stat().st_mtime_ns
+    again = open_on(server, no_ffmpeg, "fwnoff")
+    assert again.status_code == 200
+    second = server.request("GET", f"/remotes/{again.json()['sid']}").json()
+    assert second["agent"]["ffmpeg"]["path"] == str(final) and second["notes"] == []
+    assert final.stat().st_mtime_ns == uploaded_at
+
+
+def test_a_corrupt_partial_upload_is_not_trusted(make_server: Callable[..., LiveServer],
+                                                 no_ffmpeg: HostileSSHD) -> None:
+    from server.ssh import bundled_ffmpeg
+
+    _, digest, size = bundled_ffmpeg()
+    work = no_ffmpeg.accounts["fwnoff"].home / ".cache" / "framewire"
+    home_of(no_ffmpeg, work)
+    partial = work / f"ffmpeg-{digest[:16]}.part"
+    partial.write_bytes(b"\0" * (1 << 20))  # not the start of the real file
+    owner = no_ffmpeg.accounts["fwnoff"].home.stat()
+    os.chown(partial, owner.st_uid, owner.st_gid)
+    server = make_server(ssh={"known_hosts": str(no_ffmpeg.known_hosts),
+                              "provision_ffmpeg": True})
+    opened = open_on(server, no_ffmpeg, "fwnoff")
+    assert opened.status_code == 200, opened.headers.get("X-Slycat-Hint")
+    final = work / f"ffmpeg-{digest[:16]}"
+    assert final.stat().st_size == size
+    import hashlib
+    assert hashlib.sha256(final.read_bytes()).hexdigest() == digest
