@@ -1,4 +1,4 @@
-"""The ``framewire`` command: serve, demo, user, token, video."""
+"""The ``framewire`` command: serve, demo, user, token, video, doctor."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import ssl
 import sys
 import time
 
-from . import __version__, audit, video_cli
+from . import __version__, audit, doctor, video_cli
 from . import config as config_module
 from .users import TokenStore, UserError, UserFile
 
@@ -66,10 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("id")
 
     video_cli.add_parser(commands)
+    doctor.add_parser(commands)
 
     args = parser.parse_args(argv)
     if args.command == "video":
         return video_cli.run(args)
+    if args.command == "doctor":
+        logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+        return doctor.run(args)
     if args.command in ("user", "token"):
         try:
             config = config_module.load(args.config)

@@ -80,6 +80,7 @@ class RemoteSession:
                 "python": hello.get("python"),
                 "platform": hello.get("platform"),
                 "work_dir": hello.get("work_dir"),
+                "work_dir_free": hello.get("work_dir_free"),
                 "ffmpeg": hello.get("ffmpeg"),
                 "capabilities": hello.get("capabilities"),
                 **self.transport.describe(),

@@ -779,4 +779,5 @@ class SSHTransport(Transport):
     def describe(self) -> dict[str, Any]:
         return {"transport": self.kind, "agent_path": self.agent_path,
                 "jump_hosts": self.route, "python_path": self.python, "notes": self.notes,
+                "python_version": self.python_version,
                 "uploaded": self.uploaded}

@@ -262,3 +262,61 @@ def test_a_corrupt_partial_upload_is_not_trusted(make_server: Callable[..., Live
     assert final.stat().st_size == size
     import hashlib
     assert hashlib.sha256(final.read_bytes()).hexdigest() == digest
+
+
+def doctor(host: HostileSSHD, user: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    import shutil
+    import sys
+
+    config = tmp_path / "doctor.toml"
+    config.write_text(f'[ssh]\nknown_hosts = "{host.known_hosts}"\nssh_config = ""\n'
+                      f'[server]\ndata_dir = "{tmp_path / "state"}"\n')
+    framewire = shutil.which("framewire")
+    argv = [framewire] if framewire else [sys.executable, "-m", "server.cli"]
+    return subprocess.run([*argv, "doctor", f"{user}@127.0.0.1:{host.port}", "--config",
+                           str(config), "--password-stdin"],
+                          input=host.accounts[user].password + "\n", capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_doctor_reports_a_good_host(hostile: HostileSSHD, tmp_path: Path) -> None:
+    result = doctor(hostile, "fwtcsh", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"framewire doctor fwtcsh@127.0.0.1:{hostile.port}"
+    assert lines[1] == "  [ok  ] logged in to 127.0.0.1 as fwtcsh (ssh)"
+    assert lines[2].startswith("  [ok  ] Python 3.") and " at /" in lines[2]
+    assert lines[3].startswith("  [ok  ] agent ") and "/home/fwtcsh/.cache/framewire" in lines[3]
+    assert lines[4].startswith("  [ok  ] ffmpeg ") and "h264 (libx264)" in lines[4]
+    assert lines[-1] == "ready for videos"
+
+
+def test_doctor_names_what_is_missing(bare: HostileSSHD, no_ffmpeg: HostileSSHD,
+                                      tmp_path: Path) -> None:
+    no_python = doctor(bare, "fwbare", tmp_path)
+    assert no_python.returncode == 1
+    assert f"  [FAIL] No Python 3 on 127.0.0.1:{bare.port}." in no_python.stdout
+    assert "needs Python 3.6 or newer" in no_python.stdout
+    no_video = doctor(no_ffmpeg, "fwnoff", tmp_path)
+    assert no_video.returncode == 1
+    assert f"  [FAIL] No ffmpeg on 127.0.0.1:{no_ffmpeg.port}: no video can be made" \
+        in no_video.stdout
+    assert no_video.stdout.splitlines()[-1] == "not ready: see FAIL above"
+
+
+def test_an_ffmpeg_without_encoders_is_named(make_server: Callable[..., LiveServer],
+                                             hostile: HostileSSHD, images: Path) -> None:
+    fake = images / "ffmpeg"
+    fake.write_text('#!/bin/sh\ncase "$*" in *-version*) echo "ffmpeg version 0.1-tiny";; '
+                    'esac\nexit 0\n')
+    fake.chmod(0o755)
+    server = make(make_server, hostile, ffmpeg=str(fake))
+    opened = open_on(server, hostile, "fwtcsh")
+    assert opened.status_code == 200
+    info = server.request("GET", f"/remotes/{opened.json()['sid']}").json()
+    assert info["notes"] == [f"The ffmpeg on 127.0.0.1:{hostile.port} ({fake}) has no H.264, "
+                             "VP9 or AV1 encoder: no video can be made with it."]
+    frames = solid_frames(images, [(5, 5, 5)])
+    job = server.post_json(f"/remotes/{opened.json()['sid']}/videos",
+                           {"content-type": "video/mp4", "images": frames})
+    assert job.status_code == 400 and job.json()["errors"][0]["code"] == "no-encoder"
