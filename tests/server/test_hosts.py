@@ -130,6 +130,8 @@ def test_no_python_and_an_old_python(make_server: Callable[..., LiveServer],
     assert too_old.json()["errors"][0]["code"] == "old-python"
     assert too_old.headers["X-Slycat-Message"] == \
         f"Python on 127.0.0.1:{bare.port} is too old: {old} is 2.7."
+    assert too_old.headers["X-Slycat-Hint"].startswith(
+        "framewire's agent needs Python 3.6 or newer. Install one, or point python")
 
 
 def test_set_up_commands_and_work_directories(make_server: Callable[..., LiveServer],
@@ -140,6 +142,8 @@ def test_set_up_commands_and_work_directories(make_server: Callable[..., LiveSer
     assert failed.json()["errors"][0]["code"] == "setup-failed"
     assert failed.headers["X-Slycat-Message"] == \
         f"The set-up command `test -d /no/such/module` failed on 127.0.0.1:{hostile.port}."
+    assert failed.headers["X-Slycat-Hint"].endswith(
+        "Fix the host's setup list in the configuration.")
 
     scratch = images / "scratch"
     scratch.mkdir(mode=0o777)
@@ -177,9 +181,10 @@ def test_a_full_work_directory(make_server: Callable[..., LiveServer], hostile: 
         refused = open_on(server, hostile, "fwtcsh")
         assert refused.status_code == 400
         assert refused.json()["errors"][0]["code"] == "work-dir"
-        assert "no space left on device" in refused.headers["X-Slycat-Message"].lower() \
-            or "failure" in refused.headers["X-Slycat-Message"].lower(), \
-            refused.headers["X-Slycat-Message"]
+        message = refused.headers["X-Slycat-Message"]
+        assert message.startswith(f"The work directory {full / 'fw'} is not writable on "
+                                  f"127.0.0.1:{hostile.port}: "), message
+        assert "work_dir in the profile of 127.0.0.1" in refused.headers["X-Slycat-Hint"]
     finally:
         subprocess.run(["umount", "-l", str(full)], check=False)
 
