@@ -69,6 +69,21 @@ class SSHD:
         return run(["runuser", "-u", self.user, "--", *argv])
 
 
+def wait_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """Until a just-started sshd accepts connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + 15
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError("sshd exited: " + log.read_text())
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("sshd did not start listening") from None
+            time.sleep(0.05)
+
+
 def start_sshd(state: Path) -> SSHD:
     if not os.path.exists(SSHD_BINARY):
         raise RuntimeError("OpenSSH sshd is not installed (apt-get install openssh-server)")
@@ -115,17 +130,7 @@ MaxStartups 64
     log = open(state / "sshd.log", "wb")
     process = subprocess.Popen([SSHD_BINARY, "-D", "-e", "-f", str(config)], stdout=log,
                                stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError("sshd exited: " + (state / "sshd.log").read_text())
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("sshd did not start listening") from None
-            time.sleep(0.05)
+    wait_listening(process, port, state / "sshd.log")
     public = (state / "ssh_host_ed25519_key.pub").read_text().split()
     known_hosts = state / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")

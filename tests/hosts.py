@@ -10,11 +10,10 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.fixtures import SSHD_BINARY, ensure_user, free_port, run
+from tests.fixtures import SSHD_BINARY, ensure_user, free_port, run, wait_listening
 
 
 @dataclass
@@ -97,18 +96,7 @@ MaxStartups 64
                 f"{mounts} && exec {' '.join(shlex.quote(part) for part in argv)}"]
     log = open(state / f"sshd_{port}.log", "wb")
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    import socket
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError("sshd exited: " + (state / f"sshd_{port}.log").read_text())
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("sshd did not start listening") from None
-            time.sleep(0.05)
+    wait_listening(process, port, state / f"sshd_{port}.log")
     kind, key = (state / "host_ed25519.pub").read_text().split()[:2]
     known_hosts = state / f"known_hosts_{port}"
     known_hosts.write_text(f"[127.0.0.1]:{port} {kind} {key}\n")

@@ -166,10 +166,11 @@ def ndjson(_context: Any, response: Any) -> list[Any]:
 
 # Fuzzed hostnames and URLs never leave loopback: SSH only to 127.0.0.1 (refused
 # before any DNS look-up otherwise), no local transport, webhooks and uploads only
-# to 127.0.0.1 and rarely retried; short connect timeouts, small image limits, and
+# to 127.0.0.1 and rarely retried; a connect timeout that a wrong password's PAM
+# delay on a busy machine (3-4 s measured) stays well inside, small image limits, and
 # no request rate or failed-login pause for the generated requests to trip over.
 FENCE: dict[str, dict[str, Any]] = {
-    "ssh": {"allowed_hosts": ["127.0.0.1"], "connect_timeout": 5.0,
+    "ssh": {"allowed_hosts": ["127.0.0.1"], "connect_timeout": 20.0,
             "agent_start_timeout": 30.0},
     "local": {"enabled": False},
     "outgoing": {"allow_hosts": ["127.0.0.1"]},
