@@ -213,3 +213,50 @@ def test_keyboard_only(browser: Browser, site: LiveServer, sshd: SSHD) -> None:
     assert unlabelled == []
     page.close()
 
+
+
+def test_cancel_and_an_unknown_host_key(browser: Browser, make_server: Callable[..., LiveServer],
+                                        sshd: SSHD, images: Path, tmp_path: Path) -> None:
+    import os
+
+    from PIL import Image
+
+    stranger = make_server(auth={"mode": "users"},
+                           ssh={"known_hosts": str(tmp_path / "empty_known_hosts")})
+    UserFile(stranger.config.users_file).add("analyst", "analyst-password")
+    page = log_in(browser, stranger)
+    connect(page, sshd, sshd.password)
+    error = page.locator("#connect-error")
+    expect(error).to_contain_text(f"Unknown host key for 127.0.0.1:{sshd.port}: "
+                                  f"{sshd.host_fingerprint}")
+    expect(error).to_contain_text("ssh-keyscan")
+    shot(page, "11-unknown-host-key")
+    page.close()
+
+    for index in range(120):  # noise encodes slowly: time to press Cancel
+        name = images / f"noise{index:03d}.png"
+        Image.frombytes("RGB", (640, 480), os.urandom(640 * 480 * 3)).save(name,
+                                                                           compress_level=1)
+        os.chmod(name, 0o644)
+    server = make_server(auth={"mode": "users"}, ssh={"known_hosts": str(sshd.known_hosts)})
+    UserFile(server.config.users_file).add("analyst", "analyst-password")
+    page = log_in(browser, server)
+    connect(page, sshd, sshd.password)
+    expect(page.locator("#connected")).to_be_visible(timeout=30_000)
+    page.get_by_label("Folder", exact=True).fill(str(images))
+    page.keyboard.press("Enter")
+    expect(page.locator("#listing li.image")).to_have_count(120)
+    page.get_by_label("Pattern", exact=True).fill("noise*.png")
+    page.get_by_role("button", name="Select all matching").click()
+    page.locator("#crf").fill("0")
+    page.locator("summary").click()
+    page.locator("#preset").select_option("veryslow")
+    page.get_by_role("button", name="Make video").click()
+    expect(page.locator("#progress")).to_have_attribute("data-status", "running",
+                                                        timeout=60_000)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#progress-error")).to_contain_text("Canceled.", timeout=60_000)
+    expect(page.locator("#result")).to_be_hidden()
+    expect(page.locator("#job-rows")).to_contain_text("canceled")
+    shot(page, "12-canceled")
+    page.close()
