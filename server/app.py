@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import tornado.web
 
 from . import errors
+from .audit import redact
 from .auth import COOKIE, SINGLE_USER, server_secret
 from .config import Config
 from .handlers import account, files, remotes, storage, videos
@@ -27,15 +27,6 @@ def web_root() -> Path:
     if beside.is_dir():
         return beside
     return Path(sys.prefix) / "share" / "framewire" / "web"
-
-
-_SECRET_QUERY = re.compile(r"(token=)[^&]*")
-_IDS = re.compile(r"/([0-9a-f]{6})[0-9a-f]{26}(?=/|$|\?)")
-
-
-def redact(uri: str) -> str:
-    """An access-log safe URI: no token values, session and video ids shortened."""
-    return _IDS.sub(r"/\1…", _SECRET_QUERY.sub(r"\1***", uri))
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:

@@ -15,6 +15,15 @@ log = logging.getLogger("framewire.audit")
 _PLAIN = re.compile(r"^[A-Za-z0-9_.:@/+…-]{1,200}$")
 
 
+_SECRET_QUERY = re.compile(r"(token=)[^&]*")
+_IDS = re.compile(r"/([0-9a-f]{6})[0-9a-f]{26}(?=/|$|\?)")
+
+
+def redact(uri: str) -> str:
+    """A log-safe URI: no token values, session and video ids shortened."""
+    return _IDS.sub(r"/\1…", _SECRET_QUERY.sub(r"\1***", uri))
+
+
 def short(identifier: str) -> str:
     return identifier[:6] + "…" if len(identifier) > 8 else identifier
 

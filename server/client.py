@@ -6,7 +6,6 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any, BinaryIO, Callable, Iterator
-from urllib.parse import quote
 
 CHUNK = 1 << 20
 
@@ -85,8 +84,3 @@ class Client:
                 if progress:
                     progress(done, total)
         return done
-
-
-def remote_path(path: str) -> str:
-    """A remote path as a URL path."""
-    return quote(path, safe="/")

@@ -21,7 +21,7 @@ from .agent_client import AgentError
 from .config import LimitsConfig, OutgoingConfig
 from .delivery import validate_targets
 from .outgoing import OutgoingPolicy
-from .sessions import RemoteSession, agent_error
+from .sessions import RemoteSession, agent_error, iso
 from .store import JobEvent, JobRecord, JobStore
 from .webhooks import HOOK_FIELDS, WebhookService, validate_hooks
 
@@ -239,7 +239,7 @@ class VideoService:
         for record in records:
             body = public_status(record, record.status, session.sid if session else record.sid)
             body.update({"hostname": record.hostname, "username": record.username,
-                         "created": _iso(record.created), "updated": _iso(record.updated)})
+                         "created": iso(record.created), "updated": iso(record.updated)})
             listed.append(body)
         return listed
 
@@ -331,9 +331,6 @@ def _reachable(record: JobRecord, session: RemoteSession) -> bool:
     return (record.owner == session.owner and record.hostname == session.hostname
             and record.port == session.port and record.username == session.username)
 
-
-def _iso(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
 def _not_ready_hint(status: dict[str, Any]) -> str:

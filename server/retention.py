@@ -20,7 +20,7 @@ from typing import Any
 from . import errors
 from .config import Config
 from .jobs import FINAL, VideoService
-from .sessions import RemoteSession, SessionManager
+from .sessions import RemoteSession, SessionManager, iso
 from .store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,6 @@ def _parse_time(value: Any, field: str) -> float:
     raise errors.ValidationError(field, f"{field} must be a UTC date such as \"2026-11-23\" "
                                  "or \"2026-11-23T18:00:00Z\".")
 
-
-def _iso(moment: float | None) -> str | None:
-    return None if moment is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
 def ended_at(record: JobRecord) -> float | None:
@@ -104,8 +101,8 @@ class RetentionService:
             total += size
             videos.append({
                 "sid": record.vsid, "hostname": record.hostname, "username": record.username,
-                "status": record.state, "created": _iso(record.created),
-                "completed": _iso(ended_at(record)), "expires": _iso(self.expires(record, days)),
+                "status": record.state, "created": iso(record.created),
+                "completed": iso(ended_at(record)), "expires": iso(self.expires(record, days)),
                 "size": size, "delete_requested": bool(record.status.get("delete_requested")),
             })
         return {"expiration_days": days, "usage": {"bytes": total, "videos": len(videos)},

@@ -9,7 +9,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Coroutine
+from typing import Any, Awaitable, Callable, Coroutine, overload
 
 from . import errors, ssh
 from .agent_client import AgentClient, AgentError
@@ -23,8 +23,14 @@ CHALLENGE_SECONDS = 120
 EventSink = Callable[["RemoteSession", dict[str, Any]], Awaitable[None]]
 
 
-def iso(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+@overload
+def iso(moment: float) -> str: ...
+@overload
+def iso(moment: None) -> None: ...
+def iso(moment: float | None) -> str | None:
+    """A UTC time as the API writes it (``2026-11-23T22:41:07Z``); None stays None."""
+    return None if moment is None else time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                     time.gmtime(moment))
 
 
 @dataclass

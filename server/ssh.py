@@ -122,9 +122,10 @@ class _Client(asyncssh.SSHClient):
             return None
         if not prompts:
             return []
-        if len(prompts) == 1 and not prompts[0][1] and self.relay.password is not None \
-                and not self.relay._password_used and "password" in prompts[0][0].lower():
-            return [self.relay.take_password() or ""]
+        password = self.relay.take_password() if len(prompts) == 1 and not prompts[0][1] \
+            and "password" in prompts[0][0].lower() else None
+        if password is not None:
+            return [password]
         return await self.relay.ask(name, instructions, prompts)
 
 
@@ -331,7 +332,7 @@ async def connect(config: Config, owner: str, hostname: str, port: int, username
         if relay is not None:
             relay.password = None
     try:
-        setup = Setup(target, config)
+        setup = Setup.for_host(target, config)
         try:
             work_dir, note = await _work_dir(conn, target)
             python, version = await _find_python(conn, target, setup)
@@ -355,44 +356,35 @@ async def connect(config: Config, owner: str, hostname: str, port: int, username
     return transport
 
 
+@dataclass
 class Setup:
     """What runs before the agent on a host: its profile's set-up commands
     (each an argv list, run in order by /bin/sh, a login shell when there are
     any, whatever the user's own shell is) and its ffmpeg."""
 
-    def __init__(self, target: Hop, config: Config) -> None:
-        self.commands = [list(step) for step in target.profile.setup]
-        self.ffmpeg = target.profile.ffmpeg
-        self.label = target.label
-        self.candidates = list(dict.fromkeys(
-            [target.profile.python, config.ssh.python, "python3",
-             *(f"python3.{minor}" for minor in range(14, 5, -1)),
-             "/usr/bin/python3", "/usr/local/bin/python3"]))
-        self.candidates = [name for name in self.candidates if name]
-
-    def prefix(self) -> str:
-        """sh commands: each set-up command, stopping at the first that fails."""
-        parts = []
-        for index, step in enumerate(self.commands, start=1):
-            parts.append(f"{_argv(step)} || {{ echo 'FRAMEWIRE-SETUP-FAILED {index}'; "
-                         "exit 126; }")
-        if self.ffmpeg:
-            parts.append(f"FRAMEWIRE_FFMPEG={shlex.quote(self.ffmpeg)}; export FRAMEWIRE_FFMPEG")
-        return "; ".join(parts)
-
-    def wrap(self, command: str) -> str:
-        """``command`` (sh syntax) for the user's login shell, whatever it is."""
-        prefix = self.prefix()
-        if not prefix:
-            return command
-        shell = "/bin/sh -lc" if self.commands else "/bin/sh -c"
-        return f"{shell} {shlex.quote(prefix + '; exec ' + command)}"
+    commands: list[list[str]] = field(default_factory=list)
+    ffmpeg: str = ""
+    candidates: list[str] = field(default_factory=list)  # Pythons to try, in order
 
     @classmethod
-    def empty(cls) -> Setup:
-        setup = cls.__new__(cls)
-        setup.commands, setup.ffmpeg, setup.label, setup.candidates = [], "", "", []
-        return setup
+    def for_host(cls, target: Hop, config: Config) -> Setup:
+        names = [target.profile.python, config.ssh.python, "python3",
+                 *(f"python3.{minor}" for minor in range(14, 5, -1)),
+                 "/usr/bin/python3", "/usr/local/bin/python3"]
+        return cls([list(step) for step in target.profile.setup], target.profile.ffmpeg,
+                   [name for name in dict.fromkeys(names) if name])
+
+    def shell(self, script: str) -> str:
+        """``script`` (sh syntax) after the set-up, for the user's login shell,
+        whatever it is; plain ``script`` when there is nothing to set up."""
+        parts = [f"{_argv(step)} || {{ echo 'FRAMEWIRE-SETUP-FAILED {index}'; exit 126; }}"
+                 for index, step in enumerate(self.commands, start=1)]
+        if self.ffmpeg:
+            parts.append(f"FRAMEWIRE_FFMPEG={shlex.quote(self.ffmpeg)}; export FRAMEWIRE_FFMPEG")
+        if not parts:
+            return script
+        shell = "/bin/sh -lc" if self.commands else "/bin/sh -c"
+        return f"{shell} {shlex.quote('; '.join([*parts, script]))}"
 
     def failed_step(self, output: str) -> str | None:
         match = re.search(r"FRAMEWIRE-SETUP-FAILED (\d+)", output)
@@ -419,9 +411,9 @@ async def _find_python(conn: asyncssh.SSHClientConnection, target: Hop,
         "echo \"FRAMEWIRE-PYTHON $(command -v \"$p\") $v\"; exit 0;; esac; "
         "found=\"$found $(command -v \"$p\")=$v\"; done; "
         "echo \"FRAMEWIRE-NO-PYTHON$found\"; exit 127")
-    prefix = setup.prefix()
-    shell = "/bin/sh -lc" if setup.commands else "/bin/sh -c"
-    command = f"{shell} {shlex.quote((prefix + '; ' if prefix else '') + script)}"
+    command = setup.shell(script)
+    if command == script:
+        command = f"/bin/sh -c {shlex.quote(script)}"  # the login shell may not be sh
     try:
         result = await asyncio.wait_for(conn.run(command, check=False), 60)
     except (asyncio.TimeoutError, TimeoutError):
@@ -672,12 +664,13 @@ class SSHTransport(Transport):
         self.python = python
         self.uploaded = uploaded
         self.work_dir = work_dir
-        self.setup = setup
+        self.setup = setup or Setup()
         self.agent_path = f"{work_dir}/{bundle.build().filename}"
 
     def _command(self, *args: str) -> str:
         command = _argv([self.python, self.agent_path, *args])
-        return self.setup.wrap(command) if self.setup else command
+        return self.setup.shell("exec " + command) if self.setup.commands or \
+            self.setup.ffmpeg else command
 
     async def _exec(self, *args: str, label: str) -> SSHChannel:
         try:
@@ -728,8 +721,6 @@ class SSHTransport(Transport):
         return final
 
     def _use_ffmpeg(self, path: str, note: str) -> None:
-        if self.setup is None:
-            self.setup = Setup.empty()
         self.setup.ffmpeg = path
         self.notes.append(note)
         log.info("%s", note)

@@ -38,11 +38,25 @@ def _matches(patterns: list[str], host: str) -> bool:
     return matched
 
 
-def _blocks(path: str) -> list[tuple[list[str] | None, list[tuple[str, str]]]]:
-    """(Host patterns or None for Match, [(keyword, value)]) in file order."""
-    blocks: list[tuple[list[str] | None, list[tuple[str, str]]]] = [(["*"], [])]
+Blocks = list[tuple[list[str] | None, list[tuple[str, str]]]]
+_PARSED: dict[str, tuple[tuple[int, int], Blocks]] = {}
+
+
+def _blocks(path: str) -> Blocks:
+    """(Host patterns or None for Match, [(keyword, value)]) in file order; the
+    file is parsed again only when it changes."""
+    path = os.path.expanduser(path)
     try:
-        with open(os.path.expanduser(path), encoding="utf-8", errors="replace") as handle:
+        info = os.stat(path)
+    except OSError:
+        return []
+    stamp = (info.st_mtime_ns, info.st_size)
+    cached = _PARSED.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    blocks: Blocks = [(["*"], [])]
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
             lines = handle.read().splitlines()
     except OSError:
         return []
@@ -64,6 +78,7 @@ def _blocks(path: str) -> list[tuple[list[str] | None, list[tuple[str, str]]]]:
         elif keyword in KEYWORDS and values:
             blocks[-1][1].append((keyword, " ".join(values) if keyword == "proxyjump"
                                   else values[0]))
+    _PARSED[path] = (stamp, blocks)
     return blocks
 
 

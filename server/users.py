@@ -14,6 +14,7 @@ keeps their id, owner, name and the SHA-256 of the secret, never the token.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -24,7 +25,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -231,12 +232,18 @@ class TokenStore:
     def __init__(self, database: str) -> None:
         self.database = database
         self._touched: dict[str, float] = {}
+        self._ready = False
 
-    def _connect(self) -> sqlite3.Connection:
-        os.makedirs(os.path.dirname(self.database) or ".", mode=0o700, exist_ok=True)
-        db = sqlite3.connect(self.database, timeout=10)
-        db.executescript(_TOKENS)
-        return db
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """One transaction on a connection that is closed afterwards."""
+        if not self._ready:  # the table, once per process
+            os.makedirs(os.path.dirname(self.database) or ".", mode=0o700, exist_ok=True)
+            with contextlib.closing(sqlite3.connect(self.database, timeout=10)) as db:
+                db.executescript(_TOKENS)
+            self._ready = True
+        with contextlib.closing(sqlite3.connect(self.database, timeout=10)) as db, db:
+            yield db
 
     def create(self, owner: str, name: str) -> tuple[str, str]:
         """A new token (shown once) and its id."""

@@ -69,6 +69,29 @@ class SSHD:
         return run(["runuser", "-u", self.user, "--", *argv])
 
 
+def sshd_config(address: str, port: int, host_key: Path, pid_file: Path,
+                users: list[str]) -> str:
+    """The configuration every test sshd runs with: passwords and keys, no root."""
+    return f"""
+Port {port}
+ListenAddress {address}
+HostKey {host_key}
+PidFile {pid_file}
+AuthorizedKeysFile .ssh/authorized_keys
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin no
+UsePAM yes
+AllowUsers {' '.join(users)}
+AllowTcpForwarding yes
+Subsystem sftp internal-sftp
+LogLevel VERBOSE
+MaxSessions 64
+MaxStartups 64
+"""
+
+
 def wait_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
     """Until a just-started sshd accepts connections on 127.0.0.1:``port``."""
     deadline = time.monotonic() + 15
@@ -109,23 +132,7 @@ def start_sshd(state: Path) -> SSHD:
 
     port = free_port()
     config = state / "sshd_config"
-    config.write_text(f"""
-Port {port}
-ListenAddress 127.0.0.1
-HostKey {host_key}
-PidFile {state / 'sshd.pid'}
-AuthorizedKeysFile .ssh/authorized_keys
-PasswordAuthentication yes
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-PermitRootLogin no
-UsePAM yes
-AllowUsers {TEST_USER}
-Subsystem sftp internal-sftp
-LogLevel VERBOSE
-MaxSessions 64
-MaxStartups 64
-""")
+    config.write_text(sshd_config("127.0.0.1", port, host_key, state / "sshd.pid", [TEST_USER]))
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
     log = open(state / "sshd.log", "wb")
     process = subprocess.Popen([SSHD_BINARY, "-D", "-e", "-f", str(config)], stdout=log,
@@ -209,6 +216,15 @@ class LiveServer:
             if time.monotonic() > deadline:
                 raise AssertionError(f"video not finished after {timeout} s: {status}")
             time.sleep(0.2)
+
+
+def connect(server: LiveServer, sshd: SSHD) -> str:
+    """A session to the test sshd with the test user's password: its sid."""
+    response = server.post_json("/remotes", {"hostname": "127.0.0.1", "port": sshd.port,
+                                             "username": sshd.user,
+                                             "password": sshd.password})
+    assert response.status_code == 200, response.headers.get("X-Slycat-Message")
+    return str(response.json()["sid"])
 
 
 def make_config(data_dir: Path, **sections: dict[str, Any]) -> config_module.Config:

@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.fixtures import SSHD_BINARY, ensure_user, free_port, run, wait_listening
+from tests.fixtures import SSHD_BINARY, ensure_user, free_port, run, sshd_config, wait_listening
 
 
 @dataclass
@@ -74,19 +74,8 @@ def start_hostile_sshd(state: Path, accounts: list[Account],
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)])
     port = free_port()
     config = state / f"sshd_{port}"
-    config.write_text(f"""
-Port {port}
-ListenAddress 127.0.0.1
-HostKey {host_key}
-PidFile {state / f'sshd_{port}.pid'}
-PasswordAuthentication yes
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-UsePAM yes
-AllowUsers {' '.join(account.name for account in accounts)}
-Subsystem sftp internal-sftp
-MaxStartups 64
-""")
+    config.write_text(sshd_config("127.0.0.1", port, host_key, state / f"sshd_{port}.pid",
+                                  [account.name for account in accounts]))
     argv = [SSHD_BINARY, "-D", "-e", "-f", str(config)]
     if hide:
         # A private mount namespace where each hidden program is /dev/null

@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.fixtures import SSHD, SSHD_BINARY, TEST_USER
+from tests.fixtures import SSHD, SSHD_BINARY, TEST_USER, sshd_config
 
 
 def ip(*args: str) -> None:
@@ -58,22 +58,8 @@ class Chain:
     def _start_sshd(self, index: int) -> None:
         host_key = self.sshd.known_hosts.parent / "ssh_host_ed25519_key"
         config = self.state / f"sshd_{self.namespaces[index]}"
-        config.write_text(f"""
-Port 22
-ListenAddress {self.address(index)}
-HostKey {host_key}
-PidFile {self.state / f'{self.namespaces[index]}.pid'}
-AuthorizedKeysFile .ssh/authorized_keys
-PasswordAuthentication yes
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-PermitRootLogin no
-UsePAM yes
-AllowUsers {TEST_USER}
-AllowTcpForwarding yes
-Subsystem sftp internal-sftp
-MaxStartups 64
-""")
+        config.write_text(sshd_config(self.address(index), 22, host_key,
+                                      self.state / f"{self.namespaces[index]}.pid", [TEST_USER]))
         log = open(self.state / f"{self.namespaces[index]}.log", "wb")
         process = subprocess.Popen(["ip", "netns", "exec", self.namespaces[index], SSHD_BINARY,
                                     "-D", "-e", "-f", str(config)], stdout=log,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,15 +11,12 @@ import tornado.web
 from .. import errors
 from ..audit import audit, short
 from ..auth import COOKIE
+from ..sessions import iso
 from ..users import USERNAME
 from .base import ApiHandler
 from .videos import states_argument
 
 MAX_TOKEN_NAME = 100
-
-
-def _iso(moment: float | None) -> str | None:
-    return None if moment is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
 def _local_path(target: str | None) -> str:
@@ -176,8 +172,8 @@ class TokensHandler(TokenAccess):
         self._require_users_mode()
         tokens = self.auth.tokens.list(self.user)
         self.write_json({"tokens": [{"id": t["id"], "name": t["name"],
-                                     "created": _iso(t["created"]),
-                                     "last_used": _iso(t["last_used"])} for t in tokens]})
+                                     "created": iso(t["created"]),
+                                     "last_used": iso(t["last_used"])} for t in tokens]})
 
     async def post(self) -> None:
         self._require_users_mode()
@@ -205,7 +201,7 @@ class AdminSessionsHandler(ApiHandler):
         self.require_admin()
         sessions = [{"sid": short(s.sid), "owner": s.owner, "hostname": s.hostname,
                      "port": s.port, "username": s.username, "transport": s.transport.kind,
-                     "created": _iso(s.created), "last_access": _iso(s.last_access)}
+                     "created": iso(s.created), "last_access": iso(s.last_access)}
                     for s in self.services.sessions.live()]
         self.write_json({"sessions": sessions})
 
@@ -221,7 +217,7 @@ class AdminVideosHandler(ApiHandler):
         self.write_json({"videos": [
             {"sid": record.vsid, "owner": record.owner, "hostname": record.hostname,
              "username": record.username, "status": record.state,
-             "created": _iso(record.created), "updated": _iso(record.updated),
+             "created": iso(record.created), "updated": iso(record.updated),
              "message": record.status.get("message")}
             for record in records]})
 

@@ -9,7 +9,7 @@ from typing import Any
 import tornado.web
 
 from .. import errors
-from ..audit import audit
+from ..audit import audit, redact
 from ..auth import COOKIE, SINGLE_USER, Authenticator, Identity
 from ..services import Services
 
@@ -249,7 +249,6 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, errors.FramewireError):
-            from ..app import redact
             log.info("%s %s -> %d %s", self.request.method, redact(self.request.path),
                      value.status, value.message)
         else:

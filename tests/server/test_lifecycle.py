@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
-from tests.fixtures import SSHD, LiveServer, make_config, probe, solid_frames
+from tests.fixtures import SSHD, LiveServer, connect, make_config, probe, solid_frames
 
 
 def colours(count: int) -> list[tuple[int, int, int]]:
@@ -144,14 +144,6 @@ def test_cancel_stops_the_job(server: LiveServer, remote: str,
     assert server.request("GET", f"/remotes/{remote}/videos/{vsid}").status_code == 409
     again = server.request("POST", f"/remotes/{remote}/videos/{vsid}/cancel")
     assert again.json()["status"] == "canceled"
-
-
-def connect(server: LiveServer, sshd: SSHD) -> str:
-    response = server.post_json("/remotes", {"hostname": "127.0.0.1", "port": sshd.port,
-                                             "username": sshd.user,
-                                             "password": sshd.password})
-    assert response.status_code == 200, response.headers.get("X-Slycat-Message")
-    return response.json()["sid"]
 
 
 def finish_and_check(server: LiveServer, sid: str, vsid: str, frames: int,

@@ -6,15 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures import SSHD, LiveServer, solid_frames
-
-
-def connect(server: LiveServer, sshd: SSHD) -> str:
-    response = server.post_json("/remotes", {"hostname": "127.0.0.1", "port": sshd.port,
-                                             "username": sshd.user,
-                                             "password": sshd.password})
-    assert response.status_code == 200, response.headers.get("X-Slycat-Message")
-    return response.json()["sid"]
+from tests.fixtures import SSHD, LiveServer, connect, solid_frames
 
 
 def finished_job(server: LiveServer, sid: str, images: Path, name: str) -> dict[str, Any]:
