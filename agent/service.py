@@ -12,9 +12,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, Optional  # noqa: F401 (type comments)
+from typing import Any, Callable, Dict, List, Optional, Set  # noqa: F401 (type comments)
 
 from . import PROTOCOL_VERSION, __version__, ffmpeg, files, jobs, protocol
 
@@ -51,6 +52,9 @@ class Agent(object):
         self.temp_dir = os.path.join(work_dir, "tmp")
         os.makedirs(self.temp_dir, mode=0o700, exist_ok=True)
         sweep(self.temp_dir, TEMP_MAX_AGE)
+        # Conversions not yet released; removed when the server hangs up.
+        self.temporaries = set()  # type: Set[str]
+        self.temporaries_lock = threading.Lock()
         self.writer = writer
         self.ffmpeg = ffmpeg.describe(ffmpeg.find_ffmpeg(work_dir))
         self.jobs = jobs.JobStore(work_dir, runner_argv, self.ffmpeg)
@@ -123,12 +127,14 @@ class Agent(object):
         handle, output = tempfile.mkstemp(
             dir=self.temp_dir, suffix=".png" if wanted == "image/png" else ".jpg")
         os.close(handle)
+        with self.temporaries_lock:
+            self.temporaries.add(output)
         argv = ffmpeg.thumbnail_argv(self.ffmpeg["path"], path, width, height, wanted, output)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         _, err = proc.communicate()
         if proc.returncode != 0 or os.path.getsize(output) == 0:
-            os.unlink(output)
+            self._remove_temporary(output)
             raise protocol.AgentError(protocol.CONVERSION_FAILED,
                                       "Could not convert %s." % path,
                                       {"stderr": err.decode("utf-8", "replace")[-2000:]})
@@ -143,11 +149,17 @@ class Agent(object):
             raise protocol.AgentError(protocol.BAD_REQUEST,
                                       "Only temporary files can be released.",
                                       {"field": "path"})
+        self._remove_temporary(path)
+        return {"released": True}
+
+    def _remove_temporary(self, path):
+        # type: (str) -> None
+        with self.temporaries_lock:
+            self.temporaries.discard(path)
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        return {"released": True}
 
     # -- the loop ---------------------------------------------------------
 
@@ -164,6 +176,10 @@ class Agent(object):
             pool.submit(self._answer, request_id, request.get("cmd"),
                         request.get("args") or {})
         pool.shutdown(wait=True)
+        with self.temporaries_lock:
+            left = list(self.temporaries)
+        for path in left:  # the server hung up mid-request
+            self._remove_temporary(path)
 
     def _answer(self, request_id, command, args):
         # type: (Any, Any, Dict[str, Any]) -> None

@@ -73,15 +73,23 @@ class ImageHandler(ApiHandler):
                                                   "from 1 to 999999999.")
             args[key] = int(value)
         image = await ask(session, "read-image", args)
+        pending = bool(image.get("temporary"))
+
+        async def release() -> None:
+            nonlocal pending
+            if not pending:
+                return
+            pending = False
+            try:
+                await session.request("release", {"path": image["path"]}, timeout=30)
+            except Exception:  # the agent removes its leftovers when the session ends
+                pass
+
         try:
             await send_remote_file(self, session, image["path"], image["size"],
-                                   image["content_type"])
+                                   image["content_type"], before_end=release)
         finally:
-            if image.get("temporary"):
-                try:
-                    await session.request("release", {"path": image["path"]}, timeout=30)
-                except Exception:  # the agent sweeps stale temporaries when it starts
-                    pass
+            await release()
 
     head = get
 

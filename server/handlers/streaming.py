@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 
 from tornado.iostream import StreamClosedError
 
@@ -52,8 +53,13 @@ def _unsatisfiable(header: str, size: int) -> errors.RangeNotSatisfiable:
 
 
 async def send_remote_file(handler: ApiHandler, session: RemoteSession, path: str,
-                           size: int, content_type: str) -> None:
-    """Answer GET or HEAD with the file at ``path`` on the session's host."""
+                           size: int, content_type: str,
+                           before_end: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Answer GET or HEAD with the file at ``path`` on the session's host.
+
+    ``before_end`` runs before the last bytes go out, so a client holding the whole
+    body finds its clean-up (a temporary file released) already done.
+    """
     handler.set_header("Accept-Ranges", "bytes")
     handler.set_header("Content-Type", content_type)
     selected = parse_range(handler.request.headers.get("Range"), size)
@@ -66,6 +72,8 @@ async def send_remote_file(handler: ApiHandler, session: RemoteSession, path: st
     length = last - first + 1 if size else 0
     handler.set_header("Content-Length", str(length))
     if handler.request.method == "HEAD" or length == 0:
+        if before_end is not None:
+            await before_end()
         handler.finish()
         return
     channel = await session.transport.open_stream(path, first, length)
@@ -75,6 +83,8 @@ async def send_remote_file(handler: ApiHandler, session: RemoteSession, path: st
             chunk = await channel.read(min(1 << 20, length - sent))
             if not chunk:
                 break
+            if sent + len(chunk) >= length and before_end is not None:
+                await before_end()
             handler.write(chunk)
             await handler.flush()
             sent += len(chunk)

@@ -240,3 +240,23 @@ def test_cancel_right_after_create_is_canceled(agent: Agent, tmp_path: Path) -> 
     assert status["status"] in ("canceled", "succeeded"), status
     if status["status"] == "canceled":
         assert status["message"] == "Canceled."
+
+
+def test_unreleased_conversions_are_removed_when_the_server_hangs_up(
+        agent: Agent, work: Path, tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    source = Path(solid_frames(frames, [(10, 200, 10)], size=(80, 60))[0])
+    kept = agent.call("read-image", path=str(source), **{"max-width": 40})["result"]
+    released = agent.call("read-image", path=str(source), **{"content-type": "image/jpeg"})
+    assert kept["temporary"] is True and (kept["width"], kept["height"]) == (40, 30)
+    temporary = Path(released["result"]["path"])
+    assert temporary.exists() and Path(kept["path"]).exists()
+    assert agent.call("release", path=str(temporary))["result"] == {"released": True}
+    assert not temporary.exists()
+    outside = agent.call("release", path=str(source))
+    assert outside["error"]["code"] == "bad-request"
+    agent.stop()  # stdin closes as when the SSH channel drops mid-request
+    assert not Path(kept["path"]).exists()
+    assert source.exists()
+    assert list((work / "tmp").iterdir()) == []
