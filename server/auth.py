@@ -16,6 +16,7 @@ Every caller resolves to an :class:`Identity` whose name owns what it creates.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -24,6 +25,7 @@ import ipaddress
 import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .config import Config
@@ -53,6 +55,19 @@ class Authenticator:
         self._verified: dict[str, tuple[float, str]] = {}
         self._proxies = [ipaddress.ip_network(entry, strict=False)
                          for entry in config.auth.trusted_proxies]
+        # scrypt (about 0.1 s and 32 MiB each) and the token table run here, off
+        # the event loop; two at a time bounds the memory a burst of logins takes.
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="framewire-auth")
+
+    async def from_header_async(self, header: str) -> Identity | None:
+        """:meth:`from_header` on the authentication threads."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.from_header, header)
+
+    async def password_login_async(self, name: str, password: str) -> Identity | None:
+        """:meth:`password_login` on the authentication threads."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.password_login, name, password)
 
     # -- token mode -------------------------------------------------------
     def check(self, candidate: str | None) -> bool:

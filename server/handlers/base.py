@@ -53,28 +53,34 @@ class ApiHandler(tornado.web.RequestHandler):
             self._identified = True
         return self._identity
 
-    def _identify(self) -> Identity | None:
-        auth = self.auth
+    async def _identify_from_header(self, header: str) -> None:
+        """Identify an Authorization header's caller, off the event loop.
+
+        A wrong Authorization header never falls back to a cookie.
+        """
         address = self.request.remote_ip or "?"
-        header = self.request.headers.get("Authorization")
-        if header:
-            # A wrong Authorization header never falls back to a cookie.
-            self.services.logins.check(address)
-            identity = auth.from_header(header)
-            if identity is None:
-                self.services.logins.failed(address)
-                audit("login-failed", via=header.partition(" ")[0].lower()[:16], ip=address)
-            return identity
+        self.services.logins.check(address)
+        identity = await self.auth.from_header_async(header)
+        if identity is None:
+            self.services.logins.failed(address)
+            audit("login-failed", via=header.partition(" ")[0].lower()[:16], ip=address)
+        self._identity, self._identified = identity, True
+
+    def _identify(self) -> Identity | None:
+        """Every other way in (each cheap): ``?token=``, a proxy header, the cookie."""
+        if self.request.headers.get("Authorization"):
+            return None  # identified in prepare(); never a fallback to the cookie
+        auth = self.auth
         token = self.get_query_argument("token", None)
         if token is not None and auth.check(token):
             identity = Identity(SINGLE_USER, True, "query")
             self.sign_in(identity)
             return identity
         if auth.config.auth.trusted_header:
-            identity = auth.from_proxy(self.request.remote_ip,
-                                       self.request.headers.get(auth.config.auth.trusted_header))
-            if identity is not None:
-                return identity
+            proxied = auth.from_proxy(self.request.remote_ip,
+                                      self.request.headers.get(auth.config.auth.trusted_header))
+            if proxied is not None:
+                return proxied
         cookie = self.get_signed_cookie(COOKIE, max_age_days=auth.config.auth.login_days)
         if cookie:
             try:
@@ -122,6 +128,9 @@ class ApiHandler(tornado.web.RequestHandler):
 
     async def prepare(self) -> None:
         try:
+            header = self.request.headers.get("Authorization")
+            if header:
+                await self._identify_from_header(header)
             self.admit()
         except errors.FramewireError as refusal:
             self.refuse(refusal)

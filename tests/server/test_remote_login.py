@@ -190,6 +190,7 @@ class InProcessSSH:
         self.processes.append(child)
         await process.redirect(stdin=child.stdin, stdout=child.stdout, stderr=child.stderr)
         process.exit(await child.wait())
+        await process.wait_closed()  # asyncssh awaits the redirect's clean-up here
 
     def known_hosts_line(self) -> str:
         kind, data = self.key.export_public_key("openssh").decode().split()[:2]
