@@ -81,6 +81,21 @@ def public_status(record: JobRecord, status: dict[str, Any], sid: str) -> dict[s
     return body
 
 
+async def page_start(store: JobStore, before: str | None, owner: str | None,
+                     **account: Any) -> JobRecord | None:
+    """The job a list page starts after: ``before``, which must be in the list
+    (``owner``'s, None for anybody's, on the host ``account`` if given)."""
+    if before is None:
+        return None
+    after = await store.get(before)
+    if after is None or owner not in (None, after.owner) or any(
+            getattr(after, key) != value for key, value in account.items()):
+        raise errors.ValidationError("before", "before must be a video id from this list: "
+                                               "pass the value of next from the previous "
+                                               "page.")
+    return after
+
+
 class VideoService:
     def __init__(self, store: JobStore, webhooks: WebhookService | None = None,
                  webhook_timeout: float = 10.0, limits: LimitsConfig | None = None) -> None:
@@ -223,25 +238,31 @@ class VideoService:
         return found, ended
 
     async def list_jobs(self, session: RemoteSession | None, owner: str,
-                   states: list[str] | None = None, ids: list[str] | None = None,
-                   limit: int = 1000) -> list[dict[str, Any]]:
-        """Jobs as their last known status: one host account's, or all of ``owner``'s."""
-        if session is None:
-            records = await self.store.find(owner, states=states, limit=limit)
-        else:
-            records = await self.store.find(owner, hostname=session.hostname,
-                                            port=session.port, username=session.username,
-                                            states=states, limit=limit)
-        if ids is not None:
-            wanted = set(ids)
-            records = [record for record in records if record.vsid in wanted]
+                        states: list[str] | None = None, ids: list[str] | None = None,
+                        before: str | None = None,
+                        limit: int = 1000) -> tuple[list[dict[str, Any]], str | None]:
+        """Jobs as their last known status: one host account's, or all of ``owner``'s.
+
+        Newest first, ``limit`` of them after the job ``before``; the second value
+        is the vsid to pass as ``before`` for the next page, or None at the end.
+        """
+        if ids is not None and not ids:
+            return [], None
+        account: dict[str, Any] = {}
+        if session is not None:
+            account = {"hostname": session.hostname, "port": session.port,
+                       "username": session.username}
+        after = await page_start(self.store, before, owner, **account)
+        records = await self.store.find(owner, states=states, ids=ids, after=after,
+                                        limit=limit + 1, **account)
+        more = records[limit - 1].vsid if len(records) > limit else None
         listed = []
-        for record in records:
+        for record in records[:limit]:
             body = public_status(record, record.status, session.sid if session else record.sid)
             body.update({"hostname": record.hostname, "username": record.username,
                          "created": iso(record.created), "updated": iso(record.updated)})
             listed.append(body)
-        return listed
+        return listed, more
 
     def _change(self, vsid: str) -> asyncio.Event:
         """The event that is set the next time ``vsid`` has news."""

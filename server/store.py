@@ -145,9 +145,11 @@ class JobStore:
 
     async def find(self, owner: str | None, *, hostname: str | None = None, port: int | None = None,
                    username: str | None = None, states: list[str] | None = None,
+                   ids: list[str] | None = None, after: JobRecord | None = None,
                    limit: int = 1000) -> list[JobRecord]:
         """The owner's (None: everybody's) jobs, newest first, optionally on one host
-        account or in some states."""
+        account, in some states, among ``ids``, or listed after ``after`` (a page's
+        last job: the order is creation time, then vsid, so pages never overlap)."""
         clauses: list[str] = ["1 = 1"]
         values: list[Any] = []
         for column, value in (("owner", owner), ("hostname", hostname), ("port", port),
@@ -155,11 +157,15 @@ class JobStore:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 values.append(value)
-        if states:
-            clauses.append(f"state IN ({','.join('?' * len(states))})")
-            values.extend(states)
+        for column, chosen in (("state", states), ("vsid", ids)):
+            if chosen:
+                clauses.append(f"{column} IN ({','.join('?' * len(chosen))})")
+                values.extend(chosen)
+        if after is not None:
+            clauses.append("(created < ? OR (created = ? AND vsid < ?))")
+            values.extend((after.created, after.created, after.vsid))
         query = (f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(clauses)} "
-                 "ORDER BY created DESC LIMIT ?")
+                 "ORDER BY created DESC, vsid DESC LIMIT ?")
         rows = await self._run(lambda db: db.execute(query, (*values, limit)).fetchall())
         return [JobRecord.from_row(row) for row in rows]
 

@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from .client import ApiError, Client
 
@@ -300,16 +301,19 @@ def save(client: Client, url: str, output: str) -> None:
 # -- list, status, cancel, download -----------------------------------------------
 
 def list_videos(client: Client, status: str | None) -> int:
-    query = f"?status={status}" if status else ""
-    videos = client.call("GET", f"/videos{query}")["videos"]
-    for video in videos:
-        print(f"{video['sid']}  {video['status']:<9}  {video['created']}  "
-              f"{video['username']}@{video['hostname']}  {video.get('message') or ''}")
+    """Every page, newest first."""
+    page: str | None = "/videos?" + urlencode({"status": status} if status else {})
+    while page is not None:
+        answer = client.call("GET", page)
+        for video in answer["videos"]:
+            print(f"{video['sid']}  {video['status']:<9}  {video['created']}  "
+                  f"{video['username']}@{video['hostname']}  {video.get('message') or ''}")
+        page = answer.get("next")
     return 0
 
 
 def find(client: Client, vsid: str) -> dict[str, Any]:
-    for video in client.call("GET", "/videos")["videos"]:
+    for video in client.call("GET", "/videos?" + urlencode({"ids": vsid}))["videos"]:
         if video["sid"] == vsid:
             return dict(video)
     raise ApiError(404, f"Unknown video {vsid}.", "framewire video list shows yours.")

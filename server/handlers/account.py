@@ -11,10 +11,11 @@ import tornado.web
 from .. import errors
 from ..audit import audit, short
 from ..auth import COOKIE
+from ..jobs import page_start
 from ..sessions import iso
 from ..users import USERNAME
 from .base import ApiHandler
-from .videos import states_argument
+from .videos import next_page, page_arguments, states_argument
 
 MAX_TOKEN_NAME = 100
 
@@ -90,7 +91,7 @@ class LoginHandler(ApiHandler):
         if self.auth.multi_user and not USERNAME.match(name or ""):
             identity = None
         else:
-            identity = self.auth.password_login(name, secret)
+            identity = await self.auth.password_login_async(name, secret)
         del secret
         if identity is None:
             logins.failed(address)
@@ -212,14 +213,17 @@ class AdminVideosHandler(ApiHandler):
         owner = self.get_query_argument("user", None)
         if owner is not None and not USERNAME.match(owner):
             raise errors.ValidationError("user", f"user must be a user name, got {owner!r}.")
+        limit, before = page_arguments(self)
+        after = await page_start(self.services.jobs, before, owner)
         records = await self.services.jobs.find(owner, states=states_argument(self),
-                                                limit=1000)
-        self.write_json({"videos": [
+                                                after=after, limit=limit + 1)
+        more = records[limit - 1].vsid if len(records) > limit else None
+        self.write_json({"next": next_page(self, more), "videos": [
             {"sid": record.vsid, "owner": record.owner, "hostname": record.hostname,
              "username": record.username, "status": record.state,
              "created": iso(record.created), "updated": iso(record.updated),
              "message": record.status.get("message")}
-            for record in records]})
+            for record in records[:limit]]})
 
 
 routes = [

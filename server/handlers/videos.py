@@ -6,17 +6,20 @@ from __future__ import annotations
 import json
 import math
 import time
+from urllib.parse import urlencode
 
 from tornado.iostream import StreamClosedError
 
 from .. import errors
 from ..audit import audit, short
+from ..sessions import RemoteSession
 from .base import ApiHandler
 from .remotes import SID
 from .streaming import send_remote_file
 
 STATES = ("queued", "running", "succeeded", "failed", "canceled", "expired")
 MAX_STREAM_SECONDS = 24 * 3600
+MAX_PAGE = 1000  # jobs in one list answer
 
 
 def states_argument(handler: ApiHandler) -> list[str] | None:
@@ -48,20 +51,48 @@ class VideosHandler(ApiHandler):
 
     async def get(self, sid: str) -> None:
         """This host account's jobs; ``?ids=a,b`` asks for several statuses at once."""
-        session = self.services.sessions.get(self.user, sid)
-        ids = self.get_query_argument("ids", None)
-        jobs = await self.services.videos.list_jobs(
-            session, self.user, states=states_argument(self),
-            ids=[part for part in ids.split(",") if part] if ids is not None else None)
-        self.write_json({"videos": jobs})
+        await list_page(self, self.services.sessions.get(self.user, sid))
 
 
 class AllVideosHandler(ApiHandler):
     async def get(self) -> None:
         """Every job of the caller, on any host, newest first."""
-        jobs = await self.services.videos.list_jobs(None, self.user,
-                                                    states=states_argument(self))
-        self.write_json({"videos": jobs})
+        await list_page(self, None)
+
+
+async def list_page(handler: ApiHandler, session: RemoteSession | None) -> None:
+    """One page of a job list: ``status``, ``ids``, ``limit`` and ``before``
+    filter it; ``next`` (and a ``Link: rel="next"`` header) is the next page."""
+    ids = handler.get_query_argument("ids", None)
+    wanted = [part for part in ids.split(",") if part] if ids is not None else None
+    if wanted is not None and len(wanted) > MAX_PAGE:
+        raise errors.ValidationError("ids", f"ids names at most {MAX_PAGE} videos; "
+                                            "ask in several requests.")
+    limit, before = page_arguments(handler)
+    jobs, more = await handler.services.videos.list_jobs(
+        session, handler.user, states=states_argument(handler), ids=wanted,
+        before=before, limit=limit)
+    handler.write_json({"videos": jobs, "next": next_page(handler, more)})
+
+
+def page_arguments(handler: ApiHandler) -> tuple[int, str | None]:
+    """``?limit=N`` (1 to 1000, default 1000) and ``?before=VSID``."""
+    text = handler.get_query_argument("limit", str(MAX_PAGE))
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_PAGE):
+        raise errors.ValidationError("limit", f"limit must be a whole number from 1 to "
+                                              f"{MAX_PAGE}.")
+    return int(text), handler.get_query_argument("before", None)
+
+
+def next_page(handler: ApiHandler, more: str | None) -> str | None:
+    """The URL of the page after the one whose last job is ``more``; sets ``Link``."""
+    if more is None:
+        return None
+    query = [(key, values[-1].decode()) for key, values in
+             handler.request.query_arguments.items() if key != "before"]
+    following = f"{handler.request.path}?{urlencode([*query, ('before', more)])}"
+    handler.set_header("Link", f'<{following}>; rel="next"')
+    return following
 
 
 class VideoStatusHandler(ApiHandler):

@@ -205,19 +205,26 @@ def test_admins_list_everything_others_may_not(make_server: Callable[..., LiveSe
         "password": sshd.password}, headers=alice, timeout=60)
     assert opened.status_code == 200, opened.headers.get("X-Slycat-Message")
     sid = opened.json()["sid"]
-    job = requests.post(server.url + f"/remotes/{sid}/videos", json={
+    earlier, later = (requests.post(server.url + f"/remotes/{sid}/videos", json={
         "content-type": "video/mp4", "images": solid_frames(images, [(0, 0, 255)] * 2)},
-        headers=alice, timeout=60)
-    assert job.status_code == 202
+        headers=alice, timeout=60) for _ in range(2))
+    assert earlier.status_code == later.status_code == 202
     for path in ("/admin/videos", "/admin/sessions"):
         refused = requests.get(server.url + path, headers=alice, timeout=30)
         assert refused.status_code == 403 and refused.json()["errors"][0]["code"] == \
             "admin-required"
     admin = basic("root-admin", "admin-password")
     videos = requests.get(server.url + "/admin/videos", headers=admin, timeout=30).json()
-    assert [(v["sid"], v["owner"]) for v in videos["videos"]] == [(job.json()["sid"], "alice")]
+    made = [later.json()["sid"], earlier.json()["sid"]]  # newest first
+    assert [(v["sid"], v["owner"]) for v in videos["videos"]] == [
+        (made[0], "alice"), (made[1], "alice")]
+    first = requests.get(server.url + "/admin/videos?user=alice&limit=1", headers=admin,
+                         timeout=30).json()
+    assert [v["sid"] for v in first["videos"]] == [made[0]]
+    rest = requests.get(server.url + first["next"], headers=admin, timeout=30).json()
+    assert [v["sid"] for v in rest["videos"]] == [made[1]] and rest["next"] is None
     only = requests.get(server.url + "/admin/videos?user=nobody", headers=admin, timeout=30)
-    assert only.json() == {"videos": []}
+    assert only.json() == {"videos": [], "next": None}
     sessions = requests.get(server.url + "/admin/sessions", headers=admin, timeout=30).json()
     assert [(s["owner"], s["username"]) for s in sessions["sessions"]] == [("alice", sshd.user)]
     assert sid not in str(sessions), "an admin sees sessions, never their ids"

@@ -127,8 +127,16 @@ def test_another_user_gets_404_everywhere_and_changes_nothing(
         assert got.headers.get("X-Slycat-Message") == twin.headers.get("X-Slycat-Message"), \
             (method, path)
 
-    assert bob.call("GET", f"/remotes/{b_sid}/videos?ids={video}").json() == {"videos": []}
-    assert bob.call("GET", "/videos").json() == {"videos": []}
+    assert bob.call("GET", f"/remotes/{b_sid}/videos?ids={video}").json() == {
+        "videos": [], "next": None}
+    assert bob.call("GET", f"/videos?ids={video}").json() == {"videos": [], "next": None}
+    assert bob.call("GET", "/videos").json() == {"videos": [], "next": None}
+    # Paging from alice's job answers as from an id that never existed.
+    for listing in ("/videos", f"/remotes/{b_sid}/videos"):
+        got = bob.call("GET", f"{listing}?before={video}")
+        twin = bob.call("GET", f"{listing}?before={unknown}")
+        assert got.status_code == twin.status_code == 400
+        assert got.headers["X-Slycat-Message"] == twin.headers["X-Slycat-Message"]
     assert video not in bob.call("GET", "/storage").text
     for dry_run in (True, False):
         deleted = bob.call("POST", "/storage/delete", {"videos": [video], "dry_run": dry_run})

@@ -128,10 +128,53 @@ def test_lists_and_several_statuses_at_once(server: LiveServer, remote: str,
     done = server.request("GET", "/videos", params={"status": "succeeded"}).json()["videos"]
     assert {first, second} <= {job["sid"] for job in done}
     assert server.request("GET", "/videos", params={"status": "running"}).json() == {
-        "videos": []}
+        "videos": [], "next": None}
     bad = server.request("GET", "/videos", params={"status": "done"})
     assert bad.status_code == 400
     assert bad.headers["X-Slycat-Message"].startswith("Unknown status 'done'")
+    assert [job["sid"] for job in server.request("GET", "/videos", params={
+        "ids": first, "limit": "1"}).json()["videos"]] == [first], "not only the newest page"
+
+
+def test_lists_come_in_pages_that_neither_overlap_nor_skip(server: LiveServer, remote: str,
+                                                           images: Path) -> None:
+    made = [start_job(server, remote, solid_frames(images, colours(2), names=[
+        f"p{index}-{i}.png" for i in range(2)])) for index in range(3)]
+    whole = server.request("GET", f"/remotes/{remote}/videos").json()
+    assert whole["next"] is None and "Link" not in server.request(
+        "GET", f"/remotes/{remote}/videos").headers
+    everything = [job["sid"] for job in whole["videos"]]
+    assert everything[:3] == made[::-1]
+    paged: list[str] = []
+    page: str | None = f"/remotes/{remote}/videos?limit=2"
+    for _ in range(len(everything)):  # bounded: one page per job at most
+        if page is None:
+            break
+        response = server.request("GET", page)
+        assert response.status_code == 200
+        body = response.json()
+        assert 1 <= len(body["videos"]) <= 2
+        paged += [job["sid"] for job in body["videos"]]
+        if body["next"] is not None:
+            assert response.headers["Link"] == f'<{body["next"]}>; rel="next"'
+            assert "limit=2" in body["next"]
+        page = body["next"]
+    assert page is None and paged == everything
+    mine = server.request("GET", "/videos", params={"limit": "1"}).json()
+    assert len(mine["videos"]) == 1 and mine["next"].startswith("/videos?limit=1&before=")
+    for params, field, message in (
+            ({"limit": "0"}, "limit", "limit must be a whole number from 1 to 1000."),
+            ({"limit": "1001"}, "limit", "limit must be a whole number from 1 to 1000."),
+            ({"before": "0" * 32}, "before", "before must be a video id from this list: "
+                                            "pass the value of next from the previous page."),
+            ({"ids": ",".join(["a"] * 1001)}, "ids",
+             "ids names at most 1000 videos; ask in several requests.")):
+        refused = server.request("GET", "/videos", params=params)
+        assert refused.status_code == 400
+        assert refused.headers["X-Slycat-Message"] == message
+        assert refused.json()["errors"][0]["source"]["pointer"] == f"/{field}"
+    for job in made:
+        server.wait_video(remote, job)
 
 
 def test_cancel_stops_the_job(server: LiveServer, remote: str,
