@@ -146,6 +146,9 @@ class WebhookConfig:
         5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0])
     default_timeout: float = 10.0
     poll_interval: float = 0.5
+    # Deliveries in flight at once (one per job at a time, so a job's messages
+    # keep their order).
+    concurrency: int = 8
 
 
 @dataclass
@@ -297,6 +300,9 @@ def check(config: Config) -> None:
         value = getattr(config.limits, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"limits.{key} must be a whole number of at least 1")
+    concurrency = config.webhooks.concurrency
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ConfigError("webhooks.concurrency must be a whole number of at least 1")
     if not isinstance(config.limits.requests_per_minute, int) or \
             config.limits.requests_per_minute < 0:
         raise ConfigError("limits.requests_per_minute must be a whole number (0 = no limit)")

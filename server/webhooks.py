@@ -79,6 +79,8 @@ class WebhookService:
         self.uploader = uploader
         self._worker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # Attempts in flight, by job: one per job at a time, up to the concurrency.
+        self._sending: dict[str, asyncio.Task[None]] = {}
         # Upload headers of jobs not finished yet: memory only, never the store.
         self.pending_headers: dict[tuple[str, int], dict[str, str]] = {}
         self._key = server_secret(config)
@@ -95,12 +97,11 @@ class WebhookService:
         self._worker = asyncio.create_task(self._run())
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
+        tasks = [*([self._worker] if self._worker else []), *self._sending.values()]
+        for task in tasks:
+            task.cancel()
+        # A cut attempt stays pending in the store and is made again after a restart.
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def on_status(self, record: JobRecord, status: dict[str, Any],
                         body: dict[str, Any]) -> None:
@@ -171,17 +172,37 @@ class WebhookService:
                               hint="GET the job's webhooks for the ids of its deliveries.")
 
     async def _run(self) -> None:
+        """Start due attempts: jobs in parallel, each job's deliveries in order."""
         while True:
             try:
                 for delivery in await self.store.deliveries(due=time.time()):
-                    await self._attempt(delivery)
-            except Exception:  # one bad delivery must not stop the others
+                    if len(self._sending) >= self.config.webhooks.concurrency:
+                        break
+                    if delivery["vsid"] not in self._sending:
+                        self._sending[delivery["vsid"]] = asyncio.create_task(
+                            self._send(delivery))
+            except Exception:  # the store failed; look again at the next wake
                 log.exception("webhook worker")
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.config.webhooks.poll_interval)
             except TimeoutError:
                 pass
+
+    async def _send(self, delivery: dict[str, Any]) -> None:
+        try:
+            await self._attempt(delivery)
+        except Exception as error:  # one bad delivery must not stop the others
+            log.exception("delivery %s", delivery["id"])
+            try:  # count it as a failed attempt, so it follows the retry schedule
+                self._settle(delivery, {"at": _now_iso(), "error": f"internal error: {error}"},
+                             False)
+                await self.store.save_delivery(delivery)
+            except Exception:
+                log.exception("delivery %s: could not record the failure", delivery["id"])
+        finally:
+            del self._sending[delivery["vsid"]]
+            self._wake.set()  # the job's next delivery, or another job's, may be due
 
     async def _attempt(self, delivery: dict[str, Any]) -> None:
         if delivery["kind"] == "upload":

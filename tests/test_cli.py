@@ -102,6 +102,15 @@ def test_config_file_sets_options_and_rejects_unknown_ones(tmp_path: Path) -> No
     broken.write_text("[server\n")
     with pytest.raises(config_module.ConfigError, match="not valid TOML"):
         config_module.load(str(broken), environ={})
+    for table, line, message in (
+            ("webhooks", "concurrency = 0",
+             "webhooks.concurrency must be a whole number of at least 1"),
+            ("limits", "max_images = -5", "limits.max_images must be a whole number of at "
+                                          "least 1")):
+        wrong = tmp_path / f"{table}.toml"
+        wrong.write_text(f"[{table}]\n{line}\n")
+        with pytest.raises(config_module.ConfigError, match=message):
+            config_module.load(str(wrong), environ={})
     env = config_module.load(environ={"FRAMEWIRE_TOKEN": "t", "FRAMEWIRE_DATA_DIR": "/d"})
     assert (env.server.token, env.server.data_dir) == ("t", "/d")
 

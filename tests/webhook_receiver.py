@@ -27,6 +27,8 @@ class Receiver:
     server: ThreadingHTTPServer | None = None
     host: str = "127.0.0.1"
     location: str | None = None  # sent with 3xx answers
+    hold: threading.Event | None = None  # when given, answers wait until it is set
+    arrived: int = 0  # requests read, answered or not
 
     @property
     def url(self) -> str:
@@ -39,6 +41,9 @@ class Receiver:
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                receiver.arrived += 1
+                if receiver.hold is not None:
+                    receiver.hold.wait(60)
                 code = receiver.plan.pop(0) if receiver.plan else receiver.default
                 receiver.received.append(Received(self.command, self.path,
                                                   {k.lower(): v for k, v in self.headers.items()},

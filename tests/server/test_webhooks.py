@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -99,6 +100,24 @@ def test_receiver_down_then_back_gets_exactly_one_delivery(hooked, receivers,
     assert delivery["state"] == "delivered" and delivery["kind"] == "callback"
     assert [a.get("status") for a in delivery["attempts"]][-2:] == [503, 200]
     assert all("error" in a for a in delivery["attempts"][:-2])  # refused while down
+
+
+def test_a_slow_receiver_does_not_hold_up_other_jobs(hooked, receivers,
+                                                     images: Path) -> None:
+    slow, fast = receiver(receivers), receiver(receivers)
+    slow.hold = threading.Event()
+    try:
+        stuck = job(hooked, solid_frames(images, [(9, 9, 9)] * 2, names=["s0.png", "s1.png"]),
+                    url_callback=slow.url, webhook_timeout_secs=30)
+        wait_for(lambda: slow.arrived == 1)  # its answer is held back
+        other = job(hooked, solid_frames(images, [(7, 7, 7)] * 2), url_callback=fast.url)
+        wait_for(lambda: len(fast.received) == 1)
+        assert slow.received == [], "the slow receiver answered first"
+        assert json.loads(fast.received[0].body)["data"]["sid"] == other
+    finally:
+        slow.hold.set()
+    wait_for(lambda: len(slow.received) == 1)
+    assert json.loads(slow.received[0].body)["data"]["sid"] == stuck
 
 
 def test_event_url_fails_over_and_errback_reports_failure(hooked, receivers,
