@@ -81,6 +81,8 @@ class WebhookService:
         self._wake = asyncio.Event()
         # Attempts in flight, by job: one per job at a time, up to the concurrency.
         self._sending: dict[str, asyncio.Task[None]] = {}
+        self._in_flight: set[str] = set()  # their delivery ids
+        self._replay_after: set[str] = set()  # replayed while in flight: once more after
         # Upload headers of jobs not finished yet: memory only, never the store.
         self.pending_headers: dict[tuple[str, int], dict[str, str]] = {}
         self._key = server_secret(config)
@@ -165,6 +167,9 @@ class WebhookService:
         for delivery in await self.store.deliveries(vsid=vsid):
             if delivery["id"] == delivery_id:
                 delivery.update({"state": "pending", "next_at": time.time()})
+                if delivery_id in self._in_flight:
+                    self._replay_after.add(delivery_id)  # its outcome would overwrite this
+                    return {key: delivery[key] for key in ("id", "kind", "urls", "state")}
                 await self.store.save_delivery(delivery)
                 self._wake.set()
                 return {key: delivery[key] for key in ("id", "kind", "urls", "state")}
@@ -190,8 +195,12 @@ class WebhookService:
                 pass
 
     async def _send(self, delivery: dict[str, Any]) -> None:
+        self._in_flight.add(delivery["id"])
         try:
             await self._attempt(delivery)
+            if delivery["id"] in self._replay_after:
+                delivery.update({"state": "pending", "next_at": time.time()})
+                await self.store.save_delivery(delivery)
         except Exception as error:  # one bad delivery must not stop the others
             log.exception("delivery %s", delivery["id"])
             try:  # count it as a failed attempt, so it follows the retry schedule
@@ -201,6 +210,8 @@ class WebhookService:
             except Exception:
                 log.exception("delivery %s: could not record the failure", delivery["id"])
         finally:
+            self._in_flight.discard(delivery["id"])
+            self._replay_after.discard(delivery["id"])
             del self._sending[delivery["vsid"]]
             self._wake.set()  # the job's next delivery, or another job's, may be due
 

@@ -163,6 +163,25 @@ def test_replay_sends_the_same_message_again(hooked, receivers, images: Path) ->
     assert missing.status_code == 404
 
 
+def test_a_replay_during_an_attempt_is_not_lost(hooked, receivers, images: Path) -> None:
+    server, sid = hooked
+    hook = receiver(receivers)
+    hook.hold = threading.Event()
+    try:
+        vsid = job(hooked, solid_frames(images, [(8, 8, 8)] * 2), url_callback=hook.url,
+                   webhook_timeout_secs=30)
+        wait_for(lambda: hook.arrived == 1)  # the first attempt waits for its answer
+        replay = server.request("POST", f"/remotes/{sid}/videos/{vsid}/webhooks/"
+                                        f"msg_{vsid}_callback/replay")
+        assert replay.status_code == 202 and replay.json()["state"] == "pending"
+    finally:
+        hook.hold.set()
+    wait_for(lambda: len(hook.received) == 2)
+    assert [r.answered for r in hook.received] == [200, 200]
+    wait_for(lambda: server.request("GET", f"/remotes/{sid}/videos/{vsid}/webhooks").json()[
+        "deliveries"][0]["state"] == "delivered")
+
+
 def test_pending_deliveries_survive_a_server_restart(make_server, receivers,
                                                      images: Path) -> None:
     first = make_server(webhooks={**FAST_RETRIES, "retry_schedule": [2.0] * 10})
