@@ -14,7 +14,7 @@ from typing import Any
 from . import config as config_module
 from . import errors, ssh
 from .sessions import RemoteSession, SessionManager
-from .video_cli import UsageError, parse_target
+from .video_cli import UsageError, ask_prompts, parse_target
 
 OK, NOTE, FAIL = "ok  ", "note", "FAIL"
 
@@ -107,12 +107,8 @@ async def check(args: argparse.Namespace) -> int:
 async def _answer(sessions: SessionManager, challenge: errors.AuthChallenge) -> RemoteSession:
     while True:
         question = challenge.body["challenge"]
-        if question.get("instructions"):
-            print(question["instructions"], file=sys.stderr)
-        answers = [(input if prompt.get("echo") else getpass.getpass)(prompt.get("prompt", ""))
-                   for prompt in question.get("prompts", [])]
         try:
-            return await sessions.answer("doctor", question["id"], answers)
+            return await sessions.answer("doctor", question["id"], ask_prompts(question))
         except errors.AuthChallenge as again:
             challenge = again
 

@@ -177,11 +177,19 @@ def open_session(client: Client, target: Target, args: argparse.Namespace) -> st
             challenge = error.body.get("challenge") if error.code == "remote-challenge" else None
             if not challenge:
                 raise
-            answers = []
-            for prompt in challenge.get("prompts", []):
-                ask = input if prompt.get("echo") else getpass.getpass
-                answers.append(ask(prompt.get("prompt") or "Answer: "))
-            body = {"challenge": challenge["id"], "responses": answers}
+            body = {"challenge": challenge["id"], "responses": ask_prompts(challenge)}
+
+
+def ask_prompts(challenge: dict[str, Any]) -> list[str]:
+    """Ask the person a keyboard-interactive challenge's prompts (``framewire
+    video`` and ``framewire doctor``); hidden input unless a prompt echoes."""
+    if challenge.get("instructions"):
+        print(challenge["instructions"], file=sys.stderr)
+    answers = []
+    for prompt in challenge.get("prompts", []):
+        ask = input if prompt.get("echo") else getpass.getpass
+        answers.append(ask(prompt.get("prompt") or "Answer: "))
+    return answers
 
 
 def close_session(client: Client, sid: str) -> None:

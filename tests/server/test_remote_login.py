@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -18,7 +20,7 @@ import requests
 
 from server.config import HostConfig
 from server.users import UserFile
-from tests.fixtures import SSHD, LiveServer, free_port
+from tests.fixtures import SSHD, LiveServer, free_port, probe, solid_frames
 
 PASSWORD = "kbd-password-1"
 CODE = "314159"
@@ -286,4 +288,33 @@ def test_keyboard_interactive_without_a_password_and_with_a_wrong_code(
     done = server.post_json("/remotes", {"challenge": third.json()["challenge"]["id"],
                                          "responses": [CODE]})
     assert done.status_code == 200, done.headers.get("X-Slycat-Message")
+    server.stop()
+
+
+def test_the_command_line_asks_for_the_one_time_code(
+        make_server: Callable[..., LiveServer], two_factor: InProcessSSH,
+        tmp_path: Path) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(two_factor.known_hosts_line())
+    server = make_server(ssh={"known_hosts": str(known_hosts)})
+    frames = two_factor.root / "frames"
+    frames.mkdir()
+    solid_frames(frames, [(200, 0, 0)] * 5, size=(64, 48))
+    out = tmp_path / "coded.mp4"
+    framewire = shutil.which("framewire")
+    argv = [framewire] if framewire else [sys.executable, "-m", "server.cli"]
+    # A new session has no terminal: the answers come from standard input, the
+    # password through --password-stdin and the code through the prompt.
+    done = subprocess.run(
+        [*argv, "video", "--server", server.url, "create",
+         f"analyst@127.0.0.1:{two_factor.port}:{frames}/frame*.png", "-o", str(out),
+         "--password-stdin"], input=f"{PASSWORD}\n{CODE}\n", capture_output=True, text=True,
+        timeout=180, env={**os.environ, "FRAMEWIRE_TOKEN": server.token},
+        start_new_session=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Enter the code your token shows." in done.stderr
+    assert "One-time code: " in done.stdout
+    assert CODE not in done.stdout + done.stderr, "the code is not echoed back in output"
+    info = probe(out)
+    assert (info["codec"], info["width"], info["height"], info["frames"]) == ("h264", 64, 48, 5)
     server.stop()
