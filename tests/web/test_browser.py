@@ -206,6 +206,12 @@ def test_keyboard_only(browser: Browser, site: LiveServer, sshd: SSHD) -> None:
     expect(page.locator("#connected")).to_be_visible(timeout=30_000)
     for field in ("Folder", "Filter this folder", "Pattern"):
         assert page.get_by_label(field, exact=True).count() == 1, f"{field} has a label"
+    # A screen reader says the field's name alone, not the value chosen in it.
+    for name in ("Format", "Fit", "Pixel format", "Preset"):
+        assert page.get_by_role("combobox", name=name, exact=True,
+                                include_hidden=True).count() == 1, name
+    assert page.get_by_role("slider", name="Quality", exact=True,
+                            include_hidden=True).count() == 1
     # Every form control on the page has a label (hidden steps included).
     unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select')]
         .filter((el) => el.type !== 'hidden' && el.type !== 'checkbox' && !el.labels.length
