@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
+import platform
 import re
 import secrets
 import shlex
@@ -509,10 +511,10 @@ _BUNDLED: dict[str, tuple[str, str, int]] = {}
 
 
 def bundled_ffmpeg() -> tuple[str, str, int]:
-    """The static ffmpeg the server ships (imageio-ffmpeg's): path, SHA-256, size."""
-    import hashlib
-    import platform
+    """The static ffmpeg the server ships (imageio-ffmpeg's): path, SHA-256, size.
 
+    The first call hashes the binary (170 MB): call it off the event loop.
+    """
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         raise errors.RemoteSetupError(
             "This server has no Linux x86_64 ffmpeg to provide.", code="provision-failed",
@@ -686,7 +688,7 @@ class SSHTransport(Transport):
         """Upload the server's static ffmpeg into the work directory (once: the file is
         named by its hash; an interrupted upload resumes), verify its SHA-256 on the
         host, and use it from now on."""
-        local, digest, size = bundled_ffmpeg()
+        local, digest, size = await asyncio.to_thread(bundled_ffmpeg)
         final = f"{self.work_dir}/ffmpeg-{digest[:16]}"
         partial = f"{final}.part"
         async with self.conn.start_sftp_client() as sftp:
