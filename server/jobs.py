@@ -106,6 +106,7 @@ class VideoService:
         self.webhook_timeout = webhook_timeout
         self._changed: dict[str, asyncio.Event] = {}
         self._emitted: dict[str, tuple[str, str | None, float, float]] = {}
+        self._holders: dict[str, dict[str, RemoteSession]] = {}  # vsid -> sid -> session
 
     # -- create -----------------------------------------------------------
 
@@ -168,6 +169,7 @@ class VideoService:
                 if headers:
                     self.webhooks.pending_headers[(vsid, index)] = headers
         await self.store.add(record)
+        self._hold(session, vsid)
         await self._apply(record, status)
         log.info("video %s… created in session %s… (%d frames)", vsid[:6], session.sid[:6],
                  frames)
@@ -192,8 +194,21 @@ class VideoService:
             status = await session.request("video-status", {"job": record.vsid})
         except AgentError as error:
             raise agent_error(error) from None
+        self._hold(session, record.vsid)  # its agent follows the job from now on
         await self._apply(record, status)
         return status
+
+    def _hold(self, session: RemoteSession, vsid: str) -> None:
+        """Keep ``session`` open until the job ends (see RemoteSession.jobs)."""
+        session.jobs.add(vsid)
+        self._holders.setdefault(vsid, {})[session.sid] = session
+
+    def _release(self, vsid: str) -> None:
+        """The job ended: its sessions expire as usual, counting from now (its
+        webhooks' output URLs go through them)."""
+        for session in self._holders.pop(vsid, {}).values():
+            session.jobs.discard(vsid)
+            session.last_access = max(session.last_access, time.time())
 
     async def status(self, session: RemoteSession, vsid: str) -> dict[str, Any]:
         record = await self._record(session, vsid)
@@ -273,6 +288,8 @@ class VideoService:
         record.status = status
         await self.store.update(record.vsid, status)
         state, phase = status.get("status", "queued"), status.get("phase")
+        if state in FINAL:
+            self._release(record.vsid)
         progress = float(status.get("progress") or 0.0)
         now = time.monotonic()
         last = self._emitted.get(record.vsid)

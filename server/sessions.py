@@ -44,6 +44,13 @@ class RemoteSession:
     agent: AgentClient | None
     created: float = field(default_factory=time.time)
     last_access: float = field(default_factory=time.time)
+    # Unfinished jobs this session's agent follows: while there are any, the
+    # session does not expire, so their end is seen (events, webhooks, uploads).
+    jobs: set[str] = field(default_factory=set)
+
+    @property
+    def held(self) -> bool:
+        return bool(self.jobs) and self.agent is not None and self.agent.running
 
     def require_agent(self) -> AgentClient:
         if self.agent is None:
@@ -101,7 +108,8 @@ class RemoteSession:
             "agent": agent,
             "created": iso(self.created),
             "last_access": iso(self.last_access),
-            "expires": iso(self.last_access + idle_timeout),
+            "expires": None if self.held else iso(self.last_access + idle_timeout),
+            "running_jobs": len(self.jobs),
         }
 
 
@@ -283,7 +291,7 @@ class SessionManager:
         return None
 
     def _expired(self, session: RemoteSession) -> bool:
-        return time.time() - session.last_access > self.idle_timeout
+        return not session.held and time.time() - session.last_access > self.idle_timeout
 
     async def delete(self, owner: str, sid: str) -> None:
         session = self.get(owner, sid)

@@ -6,12 +6,14 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from PIL import Image
 
 from tests.fixtures import LiveServer, free_port, make_config, solid_frames
 from tests.webhook_receiver import Receiver
@@ -246,3 +248,38 @@ def test_idempotency_key_returns_the_first_job(hooked, images: Path) -> None:
     assert failed.status_code == 400
     retried = post(body, "key-3")  # a refused request does not use up its key
     assert retried.status_code == 202
+
+
+def test_a_running_job_keeps_its_idle_session_open_until_it_ends(
+        make_server: Callable[..., LiveServer], receivers, images: Path) -> None:
+    noise = []
+    for index in range(120):
+        path = images / f"noise{index:03d}.png"
+        Image.frombytes("RGB", (480, 360), os.urandom(480 * 360 * 3)).save(path,
+                                                                            compress_level=1)
+        noise.append(str(path))
+    server = make_server(webhooks=FAST_RETRIES, server={"session_idle_timeout": 2.0})
+    sid = server.post_json("/remotes", {"hostname": "localhost"}).json()["sid"]
+    hook = receiver(receivers)
+    created = server.post_json(f"/remotes/{sid}/videos", {
+        "content-type": "video/webm", "images": noise, "url_callback": hook.url})
+    assert created.status_code == 202
+    vsid = created.json()["sid"]
+    touched = time.monotonic()
+    # Nobody touches the session while the job runs, beyond its idle timeout
+    # and the reaper's round (1 s).
+    wait_for(lambda: len(hook.received) == 1, timeout=180)
+    idle = time.monotonic() - touched
+    assert idle > 3.5, f"the job must outlast the idle timeout to prove this ({idle:.1f} s)"
+    data = json.loads(hook.received[0].body)["data"]
+    assert data["status"] == "succeeded", data.get("message")
+    # The callback's URL goes through the job's own session, still open.
+    video = server.request("GET", data["outputs"][0]["url"])
+    assert video.status_code == 200 and video.content[:4] == b"\x1aE\xdf\xa3"
+    info = server.request("GET", f"/remotes/{sid}").json()
+    assert info["running_jobs"] == 0 and info["expires"] is not None
+    # With its job over, it expires as any idle session.
+    time.sleep(2.5)
+    gone = server.request("GET", f"/remotes/{sid}/videos/{vsid}/status")
+    assert gone.status_code == 404
+    assert gone.json()["errors"][0]["code"] == "unknown-session"
