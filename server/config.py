@@ -31,6 +31,10 @@ class ServerConfig:
     token: str = ""
     data_dir: str = field(default_factory=lambda: _home(".local", "share", "framewire"))
     session_idle_timeout: float = 3600.0
+    # Seconds between looks for unfinished jobs that no session follows (after a
+    # dropped link or a restart): a live session of the owner asks about them, or
+    # the server logs in itself where it can.
+    follow_interval: float = 60.0
     debug: bool = False
     # HTTPS when both are set (PEM files); login cookies are then Secure.
     certfile: str = ""
@@ -300,6 +304,8 @@ def check(config: Config) -> None:
         value = getattr(config.limits, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"limits.{key} must be a whole number of at least 1")
+    if not config.server.follow_interval > 0:
+        raise ConfigError("server.follow_interval must be a number of seconds above 0")
     concurrency = config.webhooks.concurrency
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ConfigError("webhooks.concurrency must be a whole number of at least 1")

@@ -12,8 +12,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import requests
+from PIL import Image
 
-from tests.fixtures import SSHD, LiveServer, connect, make_config, probe, solid_frames
+from tests.fixtures import SSHD, LiveServer, connect, free_port, make_config, probe, solid_frames
+from tests.webhook_receiver import Receiver
 
 
 def colours(count: int) -> list[tuple[int, int, int]]:
@@ -31,6 +33,18 @@ def start_job(server: LiveServer, sid: str, paths: list[str], **options: Any) ->
 def slow_frames(images: Path) -> list[str]:
     """Enough 640x480 VP9 work to take a few seconds on two cores."""
     return solid_frames(images, colours(90), size=(640, 480))
+
+
+@pytest.fixture
+def long_frames(images: Path) -> list[str]:
+    """Noise, which VP9 cannot shortcut: several seconds of work on any machine."""
+    paths = []
+    for index in range(120):
+        path = images / f"noise{index:03d}.png"
+        Image.frombytes("RGB", (480, 360), os.urandom(480 * 360 * 3)).save(
+            path, compress_level=1)
+        paths.append(str(path))
+    return paths
 
 
 def sse_events(response: requests.Response) -> Iterator[dict[str, Any]]:
@@ -214,6 +228,71 @@ def test_cut_ssh_link_mid_encode_then_reattach(server: LiveServer, sshd: SSHD,
     assert stale.headers["X-Slycat-Message"] == "Agent required."
     fresh = connect(server, sshd)
     finish_and_check(server, fresh, vsid, 90, tmp_path)
+
+
+def test_after_a_cut_link_the_server_follows_the_job_itself(
+        make_server: Callable[..., LiveServer], sshd: SSHD, long_frames: list[str],
+        receivers: list[Receiver], tmp_path: Path) -> None:
+    # The server holds a key for the host, so it can log in without a person.
+    server = make_server(ssh={"known_hosts": str(sshd.known_hosts),
+                              "client_keys": [str(sshd.client_key)]},
+                         server={"follow_interval": 1.0})
+    hook = Receiver(free_port())
+    receivers.append(hook.start())
+    sid = connect(server, sshd)
+    vsid = start_job(server, sid, long_frames, url_callback=hook.url)
+    subprocess.run(["pkill", "-KILL", "-u", sshd.user, "-f", "sshd"], check=False)
+    # Nobody asks about the job: the server logs in with its key and follows it...
+    deadline = time.monotonic() + 60
+    while not server.request("GET", "/admin/sessions").json()["sessions"]:
+        assert time.monotonic() < deadline, "the server did not re-attach"
+        assert not hook.received, "the job ended before the link was cut: make it longer"
+        time.sleep(0.1)
+    # ... so the callback comes all the same.
+    deadline = time.monotonic() + 120
+    while not hook.received:
+        assert time.monotonic() < deadline, "the job's end was never seen"
+        time.sleep(0.2)
+    data = json.loads(hook.received[0].body)["data"]
+    assert data["sid"] == vsid and data["status"] == "succeeded"
+    assert data["frames_done"] == 120
+    listed = server.request("GET", "/videos", params={"ids": vsid}).json()["videos"]
+    assert listed[0]["status"] == "succeeded"
+    # The server's own session closed once the job ended.
+    deadline = time.monotonic() + 30
+    while server.request("GET", "/admin/sessions").json()["sessions"] and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.request("GET", "/admin/sessions").json()["sessions"] == []
+    fresh = connect(server, sshd)
+    finish_and_check(server, fresh, vsid, 120, tmp_path)
+
+
+def test_a_new_session_takes_over_a_job_nobody_asks_about(
+        make_server: Callable[..., LiveServer], sshd: SSHD, long_frames: list[str],
+        receivers: list[Receiver]) -> None:
+    # No server key: only the owner's own new session can follow the job.
+    server = make_server(ssh={"known_hosts": str(sshd.known_hosts)},
+                         server={"follow_interval": 1.0})
+    hook = Receiver(free_port())
+    receivers.append(hook.start())
+    sid = connect(server, sshd)
+    vsid = start_job(server, sid, long_frames, url_callback=hook.url)
+    os.kill(server.request("GET", f"/remotes/{sid}").json()["agent"]["pid"], signal.SIGKILL)
+    fresh = connect(server, sshd)  # opened, then never asked about the job
+    deadline = time.monotonic() + 60
+    while server.request("GET", f"/remotes/{fresh}").json()["running_jobs"] != 1:
+        assert time.monotonic() < deadline, "the new session did not take the job over"
+        assert not hook.received, "the job ended before its agent was killed: make it longer"
+        time.sleep(0.1)
+    deadline = time.monotonic() + 120
+    while not hook.received:
+        assert time.monotonic() < deadline, "the job's end was never seen"
+        time.sleep(0.2)
+    data = json.loads(hook.received[0].body)["data"]
+    assert data["sid"] == vsid and data["status"] == "succeeded"
+    info = server.request("GET", f"/remotes/{fresh}").json()
+    assert info["running_jobs"] == 0 and info["agent"]["state"] == "running"
 
 
 def test_killed_agent_then_new_session(server: LiveServer, sshd: SSHD,
