@@ -21,7 +21,7 @@ from .agent_client import AgentError
 from .config import LimitsConfig, OutgoingConfig
 from .delivery import validate_targets
 from .outgoing import OutgoingPolicy
-from .sessions import RemoteSession, agent_error, iso
+from .sessions import RemoteSession, SessionManager, agent_error, iso
 from .store import JobEvent, JobRecord, JobStore
 from .webhooks import HOOK_FIELDS, WebhookService, validate_hooks
 
@@ -81,19 +81,24 @@ def public_status(record: JobRecord, status: dict[str, Any], sid: str) -> dict[s
     return body
 
 
-async def page_start(store: JobStore, before: str | None, owner: str | None,
-                     **account: Any) -> JobRecord | None:
-    """The job a list page starts after: ``before``, which must be in the list
-    (``owner``'s, None for anybody's, on the host ``account`` if given)."""
-    if before is None:
-        return None
-    after = await store.get(before)
-    if after is None or owner not in (None, after.owner) or any(
-            getattr(after, key) != value for key, value in account.items()):
-        raise errors.ValidationError("before", "before must be a video id from this list: "
-                                               "pass the value of next from the previous "
-                                               "page.")
-    return after
+async def find_page(store: JobStore, owner: str | None, before: str | None, limit: int,
+                    **filters: Any) -> tuple[list[JobRecord], str | None]:
+    """One page of :meth:`JobStore.find`: ``limit`` jobs after the job ``before``
+    (which must be in the list: ``owner``'s, None for anybody's, and on the host
+    account in ``filters`` if given), and the vsid that starts the next page, or
+    None on the last."""
+    after = None
+    if before is not None:
+        after = await store.get(before)
+        account = {key: filters[key] for key in ("hostname", "port", "username")
+                   if key in filters}
+        if after is None or owner not in (None, after.owner) or any(
+                getattr(after, key) != value for key, value in account.items()):
+            raise errors.ValidationError("before", "before must be a video id from this "
+                                                   "list: pass the value of next from the "
+                                                   "previous page.")
+    records = await store.find(owner, after=after, limit=limit + 1, **filters)
+    return records[:limit], records[limit - 1].vsid if len(records) > limit else None
 
 
 class VideoService:
@@ -106,7 +111,8 @@ class VideoService:
         self.webhook_timeout = webhook_timeout
         self._changed: dict[str, asyncio.Event] = {}
         self._emitted: dict[str, tuple[str, str | None, float, float]] = {}
-        self._holders: dict[str, dict[str, RemoteSession]] = {}  # vsid -> sid -> session
+        # Set once the session manager exists (it needs this service first).
+        self.sessions: SessionManager | None = None
 
     # -- create -----------------------------------------------------------
 
@@ -169,7 +175,7 @@ class VideoService:
                 if headers:
                     self.webhooks.pending_headers[(vsid, index)] = headers
         await self.store.add(record)
-        self._hold(session, vsid)
+        session.jobs.add(vsid)  # it stays open until the job ends
         await self._apply(record, status)
         log.info("video %s… created in session %s… (%d frames)", vsid[:6], session.sid[:6],
                  frames)
@@ -194,21 +200,9 @@ class VideoService:
             status = await session.request("video-status", {"job": record.vsid})
         except AgentError as error:
             raise agent_error(error) from None
-        self._hold(session, record.vsid)  # its agent follows the job from now on
+        session.jobs.add(record.vsid)  # its agent follows the job from now on
         await self._apply(record, status)
         return status
-
-    def _hold(self, session: RemoteSession, vsid: str) -> None:
-        """Keep ``session`` open until the job ends (see RemoteSession.jobs)."""
-        session.jobs.add(vsid)
-        self._holders.setdefault(vsid, {})[session.sid] = session
-
-    def _release(self, vsid: str) -> None:
-        """The job ended: its sessions expire as usual, counting from now (its
-        webhooks' output URLs go through them)."""
-        for session in self._holders.pop(vsid, {}).values():
-            session.jobs.discard(vsid)
-            session.last_access = max(session.last_access, time.time())
 
     async def status(self, session: RemoteSession, vsid: str) -> dict[str, Any]:
         record = await self._record(session, vsid)
@@ -267,12 +261,10 @@ class VideoService:
         if session is not None:
             account = {"hostname": session.hostname, "port": session.port,
                        "username": session.username}
-        after = await page_start(self.store, before, owner, **account)
-        records = await self.store.find(owner, states=states, ids=ids, after=after,
-                                        limit=limit + 1, **account)
-        more = records[limit - 1].vsid if len(records) > limit else None
+        records, more = await find_page(self.store, owner, before, limit, states=states,
+                                        ids=ids, **account)
         listed = []
-        for record in records[:limit]:
+        for record in records:
             body = public_status(record, record.status, session.sid if session else record.sid)
             body.update({"hostname": record.hostname, "username": record.username,
                          "created": iso(record.created), "updated": iso(record.updated)})
@@ -288,8 +280,8 @@ class VideoService:
         record.status = status
         await self.store.update(record.vsid, status)
         state, phase = status.get("status", "queued"), status.get("phase")
-        if state in FINAL:
-            self._release(record.vsid)
+        if state in FINAL and self.sessions is not None:
+            self.sessions.job_ended(record.vsid)
         progress = float(status.get("progress") or 0.0)
         now = time.monotonic()
         last = self._emitted.get(record.vsid)

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from typing import Any, Coroutine
 
-from . import errors, ssh
+from . import background, errors, ssh
 from .config import Config
 from .jobs import FINAL, VideoService
 from .sessions import SessionManager
@@ -52,13 +52,7 @@ class Reattacher:
         return task
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await background.stop(list(self._tasks))
 
     def can_log_in(self, owner: str, hostname: str) -> bool:
         return self.sessions.is_local(hostname) or bool(ssh.client_keys(self.config, owner,

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from . import errors
+from . import background, errors
 from .config import Config
 from .jobs import FINAL, VideoService
 from .sessions import RemoteSession, SessionManager, iso
@@ -68,12 +68,7 @@ class RetentionService:
         self._task = asyncio.create_task(self._sweep_forever())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await background.stop([self._task])
 
     async def days(self, owner: str) -> float:
         days = await self.store.expiration_days(owner)

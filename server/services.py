@@ -41,6 +41,7 @@ class Services:
         videos = VideoService(jobs, webhooks, config.webhooks.default_timeout, config.limits)
         sessions = SessionManager(config, videos.on_agent_event)
         sessions_box.append(sessions)
+        videos.sessions = sessions
         retention = RetentionService(jobs, config, videos, sessions)
         sessions.on_open = retention.sweep
         return cls(config, Authenticator(config), sessions, jobs, videos,

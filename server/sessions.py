@@ -290,6 +290,14 @@ class SessionManager:
                 return session
         return None
 
+    def job_ended(self, vsid: str) -> None:
+        """The sessions the job held open expire as usual, counting from now (its
+        webhooks' output URLs go through the one that created it)."""
+        for session in self._sessions.values():
+            if vsid in session.jobs:
+                session.jobs.discard(vsid)
+                session.last_access = max(session.last_access, time.time())
+
     def _expired(self, session: RemoteSession) -> bool:
         return not session.held and time.time() - session.last_access > self.idle_timeout
 

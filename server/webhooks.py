@@ -24,7 +24,7 @@ from urllib.parse import urljoin
 
 from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 
-from . import errors
+from . import background, errors
 from .auth import server_secret
 from .config import Config
 from .delivery import Uploader
@@ -80,8 +80,8 @@ class WebhookService:
         self._worker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         # Attempts in flight, by job: one per job at a time, up to the concurrency.
+        # Each task is named after its delivery's id.
         self._sending: dict[str, asyncio.Task[None]] = {}
-        self._in_flight: set[str] = set()  # their delivery ids
         self._replay_after: set[str] = set()  # replayed while in flight: once more after
         # Upload headers of jobs not finished yet: memory only, never the store.
         self.pending_headers: dict[tuple[str, int], dict[str, str]] = {}
@@ -99,11 +99,8 @@ class WebhookService:
         self._worker = asyncio.create_task(self._run())
 
     async def close(self) -> None:
-        tasks = [*([self._worker] if self._worker else []), *self._sending.values()]
-        for task in tasks:
-            task.cancel()
         # A cut attempt stays pending in the store and is made again after a restart.
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await background.stop([self._worker, *self._sending.values()])
 
     async def on_status(self, record: JobRecord, status: dict[str, Any],
                         body: dict[str, Any]) -> None:
@@ -167,7 +164,7 @@ class WebhookService:
         for delivery in await self.store.deliveries(vsid=vsid):
             if delivery["id"] == delivery_id:
                 delivery.update({"state": "pending", "next_at": time.time()})
-                if delivery_id in self._in_flight:
+                if any(task.get_name() == delivery_id for task in self._sending.values()):
                     self._replay_after.add(delivery_id)  # its outcome would overwrite this
                     return {key: delivery[key] for key in ("id", "kind", "urls", "state")}
                 await self.store.save_delivery(delivery)
@@ -185,7 +182,7 @@ class WebhookService:
                         break
                     if delivery["vsid"] not in self._sending:
                         self._sending[delivery["vsid"]] = asyncio.create_task(
-                            self._send(delivery))
+                            self._send(delivery), name=delivery["id"])
             except Exception:  # the store failed; look again at the next wake
                 log.exception("webhook worker")
             self._wake.clear()
@@ -195,7 +192,6 @@ class WebhookService:
                 pass
 
     async def _send(self, delivery: dict[str, Any]) -> None:
-        self._in_flight.add(delivery["id"])
         try:
             await self._attempt(delivery)
             if delivery["id"] in self._replay_after:
@@ -210,7 +206,6 @@ class WebhookService:
             except Exception:
                 log.exception("delivery %s: could not record the failure", delivery["id"])
         finally:
-            self._in_flight.discard(delivery["id"])
             self._replay_after.discard(delivery["id"])
             del self._sending[delivery["vsid"]]
             self._wake.set()  # the job's next delivery, or another job's, may be due

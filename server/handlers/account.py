@@ -11,7 +11,7 @@ import tornado.web
 from .. import errors
 from ..audit import audit, short
 from ..auth import COOKIE
-from ..jobs import page_start
+from ..jobs import find_page
 from ..sessions import iso
 from ..users import USERNAME
 from .base import ApiHandler
@@ -214,16 +214,14 @@ class AdminVideosHandler(ApiHandler):
         if owner is not None and not USERNAME.match(owner):
             raise errors.ValidationError("user", f"user must be a user name, got {owner!r}.")
         limit, before = page_arguments(self)
-        after = await page_start(self.services.jobs, before, owner)
-        records = await self.services.jobs.find(owner, states=states_argument(self),
-                                                after=after, limit=limit + 1)
-        more = records[limit - 1].vsid if len(records) > limit else None
+        records, more = await find_page(self.services.jobs, owner, before, limit,
+                                        states=states_argument(self))
         self.write_json({"next": next_page(self, more), "videos": [
             {"sid": record.vsid, "owner": record.owner, "hostname": record.hostname,
              "username": record.username, "status": record.state,
              "created": iso(record.created), "updated": iso(record.updated),
              "message": record.status.get("message")}
-            for record in records[:limit]]})
+            for record in records]})
 
 
 routes = [

@@ -230,6 +230,24 @@ def test_cut_ssh_link_mid_encode_then_reattach(server: LiveServer, sshd: SSHD,
     finish_and_check(server, fresh, vsid, 90, tmp_path)
 
 
+def before_the_end(hook: Receiver, condition: Callable[[], Any], failure: str) -> None:
+    """Wait until ``condition`` holds, which must happen while the job still runs."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        assert not hook.received, "the job ended before the test cut it off: make it longer"
+        time.sleep(0.1)
+
+
+def callback(hook: Receiver) -> dict[str, Any]:
+    """The status in the first webhook ``hook`` receives."""
+    deadline = time.monotonic() + 120
+    while not hook.received:
+        assert time.monotonic() < deadline, "the job's end was never seen"
+        time.sleep(0.2)
+    return dict(json.loads(hook.received[0].body)["data"])
+
+
 def test_after_a_cut_link_the_server_follows_the_job_itself(
         make_server: Callable[..., LiveServer], sshd: SSHD, long_frames: list[str],
         receivers: list[Receiver], tmp_path: Path) -> None:
@@ -243,17 +261,9 @@ def test_after_a_cut_link_the_server_follows_the_job_itself(
     vsid = start_job(server, sid, long_frames, url_callback=hook.url)
     subprocess.run(["pkill", "-KILL", "-u", sshd.user, "-f", "sshd"], check=False)
     # Nobody asks about the job: the server logs in with its key and follows it...
-    deadline = time.monotonic() + 60
-    while not server.request("GET", "/admin/sessions").json()["sessions"]:
-        assert time.monotonic() < deadline, "the server did not re-attach"
-        assert not hook.received, "the job ended before the link was cut: make it longer"
-        time.sleep(0.1)
-    # ... so the callback comes all the same.
-    deadline = time.monotonic() + 120
-    while not hook.received:
-        assert time.monotonic() < deadline, "the job's end was never seen"
-        time.sleep(0.2)
-    data = json.loads(hook.received[0].body)["data"]
+    before_the_end(hook, lambda: server.request("GET", "/admin/sessions").json()["sessions"],
+                   "the server did not re-attach")
+    data = callback(hook)  # ... so the callback comes all the same
     assert data["sid"] == vsid and data["status"] == "succeeded"
     assert data["frames_done"] == 120
     listed = server.request("GET", "/videos", params={"ids": vsid}).json()["videos"]
@@ -280,16 +290,9 @@ def test_a_new_session_takes_over_a_job_nobody_asks_about(
     vsid = start_job(server, sid, long_frames, url_callback=hook.url)
     os.kill(server.request("GET", f"/remotes/{sid}").json()["agent"]["pid"], signal.SIGKILL)
     fresh = connect(server, sshd)  # opened, then never asked about the job
-    deadline = time.monotonic() + 60
-    while server.request("GET", f"/remotes/{fresh}").json()["running_jobs"] != 1:
-        assert time.monotonic() < deadline, "the new session did not take the job over"
-        assert not hook.received, "the job ended before its agent was killed: make it longer"
-        time.sleep(0.1)
-    deadline = time.monotonic() + 120
-    while not hook.received:
-        assert time.monotonic() < deadline, "the job's end was never seen"
-        time.sleep(0.2)
-    data = json.loads(hook.received[0].body)["data"]
+    before_the_end(hook, lambda: server.request("GET", f"/remotes/{fresh}").json()[
+        "running_jobs"] == 1, "the new session did not take the job over")
+    data = callback(hook)
     assert data["sid"] == vsid and data["status"] == "succeeded"
     info = server.request("GET", f"/remotes/{fresh}").json()
     assert info["running_jobs"] == 0 and info["agent"]["state"] == "running"
