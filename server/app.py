@@ -68,11 +68,15 @@ class IndexHandler(tornado.web.StaticFileHandler):
 def make_app(config: Config, services: Services | None = None) -> tornado.web.Application:
     services = services or Services.build(config)
     api: dict[str, Any] = {"services": services}
-    routes: list[Any] = [
-        (pattern, handler, api)
-        for pattern, handler in (*remotes.routes, *files.routes, *videos.routes,
-                                 *storage.routes, *account.routes)
-    ]
+    table = (*remotes.routes, *files.routes, *videos.routes, *storage.routes,
+             *account.routes)
+    # Every route also answers under /api, where today's Slycat client sends them;
+    # /api/login is that client's own login, not the page at /login.
+    routes: list[Any] = [(r"/api/login/?", account.SlycatLoginHandler, api)]
+    for pattern, handler in table:
+        routes.append((pattern, handler, api))
+        if pattern.lstrip("/").split("/")[0].rstrip("/?") != "login":
+            routes.append(("/api" + pattern, handler, api))
     web = str(web_root())
     routes.append((r"/()", IndexHandler, {"path": web, "default_filename": "index.html",
                                           "services": services}))

@@ -92,7 +92,7 @@ class Authenticator:
         if scheme == "basic":
             try:
                 decoded = base64.b64decode(value, validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
+            except (binascii.Error, ValueError):  # not base64 (or not ASCII), or not UTF-8
                 return None
             name, _, password = decoded.partition(":")
             return self.password_login(name, password, via="basic")

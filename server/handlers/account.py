@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import html
 from typing import Any
 from urllib.parse import urlsplit
@@ -131,6 +133,58 @@ class LoginHandler(ApiHandler):
             if value is not None:
                 return value
         return self.get_query_argument(name, default)
+
+
+class SlycatLoginHandler(ApiHandler):
+    """``POST /api/login``, the login of Slycat's client (``slycat.web.client``).
+
+    The body is ``{"user_name": base64(NAME), "password": base64(SECRET)}``: an
+    account's name and password in users mode, any name with the server token in
+    token mode.  Success sets the login cookie ``/login`` sets; a failure is a
+    404 with no cookie at all, because the client takes any cookie as success.
+    """
+
+    async def prepare(self) -> None:
+        try:
+            self.limit_body()
+        except errors.FramewireError as refusal:
+            self.refuse(refusal)
+
+    async def post(self) -> None:
+        body = self.json_body()
+        name, secret = _base64_text(body, "user_name"), _base64_text(body, "password")
+        address = self.request.remote_ip or "?"
+        logins = self.services.logins
+        logins.check(address)
+        identity = None
+        if name is not None and secret is not None and (
+                not self.auth.multi_user or USERNAME.match(name)):
+            identity = await self.auth.password_login_async(name, secret)
+        del secret
+        if identity is None:
+            logins.failed(address)
+            audit("login-failed", user=name if name and USERNAME.match(name) else "?",
+                  via="slycat-login", ip=address)
+            raise errors.NotFound(
+                "Wrong user name or password." if self.auth.multi_user
+                else "Wrong server token.", code="login-failed",
+                hint="Send user_name and password base64-encoded; in token mode the "
+                     "password is the server token.")
+        logins.succeeded(address)
+        self.sign_in(identity)
+        audit("login", user=identity.name, via="slycat-login", ip=address)
+        self.write_json({"success": True, "target": "/"})
+
+
+def _base64_text(body: dict[str, Any], field: str) -> str | None:
+    """A base64-encoded UTF-8 string of the Slycat login body, or None."""
+    value = body.get(field)
+    if not isinstance(value, str) or len(value) > 4096:
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):  # not base64 (or not ASCII), or not UTF-8
+        return None
 
 
 class LogoutHandler(ApiHandler):

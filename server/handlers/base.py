@@ -15,6 +15,9 @@ from ..services import Services
 
 log = logging.getLogger(__name__)
 DISCARD_CAP = 64 << 20  # bytes read and dropped to answer 413 cleanly
+MAX_JSON_DEPTH = 32  # nesting levels of a request body; no option needs more than 6
+MAX_REASON = 300  # characters of a message in the status line
+EMPTY_TYPE = "text/plain; charset=UTF-8"  # the Content-Type of a success without a body
 
 
 def header_safe(text: str) -> str:
@@ -22,6 +25,29 @@ def header_safe(text: str) -> str:
     if text.isascii() and text.isprintable():
         return text
     return json.dumps(text)[1:-1]
+
+
+def reason_phrase(message: str) -> str:
+    """``message`` as an HTTP reason phrase, as Slycat's server sends its errors
+    (``403 Remote authentication failed.``): one printable ASCII line, no ``<``
+    (Tornado refuses it), shortened."""
+    text = header_safe(message).replace("<", "(").replace(">", ")")
+    return text if len(text) <= MAX_REASON else text[:MAX_REASON - 3] + "..."
+
+
+def json_depth_exceeds(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests lists and objects deeper than ``limit`` (no recursion)."""
+    level: list[tuple[Any, int]] = [(data, 1)]
+    while level:
+        value, depth = level.pop()
+        children = value.values() if isinstance(value, dict) else \
+            value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                level.append((child, depth + 1))
+    return False
 
 
 @tornado.web.stream_request_body
@@ -105,17 +131,14 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def _check_xsrf(self) -> None:
         """Browsers (login cookie, proxy header) send the ``_xsrf`` cookie's
-        value back in ``X-XSRFToken``; bearer tokens need nothing; HTTP Basic
-        (Slycat's client) needs it only for a POST that is not JSON, the one
-        kind a foreign page could make a browser send."""
+        value back in ``X-XSRFToken``.  A request that authenticates with an
+        ``Authorization`` header (Bearer, or Basic as Slycat's clients send it)
+        needs nothing: the server never answers with a Basic challenge, so no
+        browser holds credentials it would attach to a forged request."""
         if self.request.method in ("GET", "HEAD", "OPTIONS"):
             return
         identity = self.identity
-        if identity is None or identity.via in ("bearer", "query"):
-            return
-        if identity.via == "basic" and (
-                self.request.method != "POST" or self.request.headers.get(
-                    "Content-Type", "").split(";")[0].strip().lower() == "application/json"):
+        if identity is None or identity.via in ("bearer", "basic", "query"):
             return
         try:
             super().check_xsrf_cookie()
@@ -138,13 +161,13 @@ class ApiHandler(tornado.web.RequestHandler):
     def admit(self) -> None:
         """Who is calling, the XSRF check, the request rate and the body size."""
         if self.current_user is None:
-            # Browsers (they send Sec-Fetch-Mode) would pop up a password dialog
-            # for a Basic challenge; the web UI sends people to /login instead.
-            scheme = "Bearer" if self.request.headers.get("Sec-Fetch-Mode") else "Basic"
+            # Never a Basic challenge: a browser would ask for a password, keep it
+            # and attach it to every request, forged ones included (see _check_xsrf).
+            # Clients that use Basic send it without being asked.
             raise errors.Unauthorized(
                 "Authentication required.",
                 hint=self._login_hint(),
-                headers={"WWW-Authenticate": f'{scheme} realm="framewire"'})
+                headers={"WWW-Authenticate": 'Bearer realm="framewire"'})
         self._check_xsrf()
         self.services.rate.hit(self.user)
         self.limit_body()
@@ -213,10 +236,14 @@ class ApiHandler(tornado.web.RequestHandler):
             return {}
         try:
             data = json.loads(body)
+        except RecursionError:
+            raise _too_deep() from None
         except (ValueError, UnicodeDecodeError):
             raise errors.BadRequest("The request body is not valid JSON.",
                                     hint="Send a JSON object with Content-Type: "
                                          "application/json.") from None
+        if json_depth_exceeds(data, MAX_JSON_DEPTH):
+            raise _too_deep()
         if not isinstance(data, dict):
             raise errors.BadRequest("The request body must be a JSON object.")
         return data
@@ -237,7 +264,7 @@ class ApiHandler(tornado.web.RequestHandler):
         else:
             framewire_error = errors.FramewireError(
                 "Internal server error.", hint="The server log has the details.")
-        self.set_status(framewire_error.status)
+        self.set_status(framewire_error.status, reason=reason_phrase(framewire_error.message))
         self.clear_header("Content-Range")
         self.clear_header("Accept-Ranges")
         self.set_header("X-Slycat-Message", header_safe(framewire_error.message))
@@ -256,9 +283,26 @@ class ApiHandler(tornado.web.RequestHandler):
         else:
             self.finish()
 
+    def _clear_representation_headers(self) -> None:
+        """Keep a Content-Type on a 204, as Slycat's server does: its client reads
+        the header of every success (Tornado drops it from bodiless answers)."""
+        if self.get_status() == 204:
+            self.set_header("Content-Type", EMPTY_TYPE)
+            self.clear_header("Content-Encoding")
+            self.clear_header("Content-Language")
+            return
+        super()._clear_representation_headers()
+
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, errors.FramewireError):
             log.info("%s %s -> %d %s", self.request.method, redact(self.request.path),
                      value.status, value.message)
         else:
             super().log_exception(typ, value, tb)
+
+
+def _too_deep() -> errors.BadRequest:
+    return errors.BadRequest(
+        f"The request body is too deeply nested (more than {MAX_JSON_DEPTH} levels of "
+        "lists and objects).", code="too-deep",
+        hint="Send the options as docs/options.md shows them; none nests that deep.")

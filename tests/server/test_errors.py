@@ -33,7 +33,8 @@ def test_requests_without_the_token_get_401(server: LiveServer) -> None:
     assert response.status_code == 401
     assert response.headers["X-Slycat-Message"] == "Authentication required."
     assert "Bearer" in response.headers["X-Slycat-Hint"]
-    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="framewire"'
+    assert response.reason == "Authentication required."
     wrong = requests.get(server.url + "/remotes/x", timeout=10,
                          headers={"Authorization": "Bearer not-the-token"})
     assert wrong.status_code == 401
@@ -326,3 +327,18 @@ def test_the_printed_url_logs_a_browser_in(server: LiveServer) -> None:
     wrong = requests.Session()
     wrong.get(f"{server.url}/?token=nope", timeout=10)
     assert "framewire_user" not in wrong.cookies
+
+
+def test_a_deeply_nested_body_is_a_400(server: LiveServer, remote: str) -> None:
+    for depth in (200_000, 40):
+        response = server.request("POST", f"/remotes/{remote}/videos",
+                                  data="[" * depth + "]" * depth,
+                                  headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, depth
+        assert response.headers["X-Slycat-Message"] == (
+            "The request body is too deeply nested (more than 32 levels of lists and "
+            "objects).")
+        assert error_of(response)["code"] == "too-deep"
+    nested = {"content-type": "video/mp4", "images": [[[[[["/x.png"]]]]]]}
+    response = server.post_json(f"/remotes/{remote}/videos", nested)
+    assert response.status_code == 400 and error_of(response)["code"] != "too-deep"
