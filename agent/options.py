@@ -44,6 +44,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _COLOUR = re.compile(r"^(#[0-9a-fA-F]{6}|black|white|gray|grey|red|green|blue)$")
 _BITRATE = re.compile(r"^([0-9]{1,11}(\.[0-9]{1,6})?)([kKmM]?)$")
 _PERCENT = re.compile(r"^([0-9]{1,3}(\.[0-9]+)?)%$")
+IMAGE_NAME = re.compile(r"(?is).*\.(png|jpe?g)\Z")
 
 SERVER_FIELDS = ("job", "max-images")
 JOB_FIELDS = ("content-type", "images", "frame-rate", "durations", "width", "height",
@@ -165,8 +166,9 @@ def expand(images, field="images", limit=None):
                   % field)
     _check_fields(images, ("directory", "pattern", "sort", "start", "stop", "step"), field)
     directory = files.absolute(images.get("directory"), field + ".directory")
-    pattern = images.get("pattern", "*")
-    if not isinstance(pattern, str) or not pattern or "/" in pattern or "\x00" in pattern:
+    pattern = images.get("pattern")
+    if pattern is not None and (not isinstance(pattern, str) or not pattern or "/" in pattern
+                                or "\x00" in pattern):
         raise bad(field + ".pattern", "%s.pattern must be a file name pattern such as "
                   "\"frame*.png\" (no /)." % field)
     order = _choice(images, "sort", field, SORTS, "natural")
@@ -177,10 +179,11 @@ def expand(images, field="images", limit=None):
         names = os.listdir(directory)
     except OSError as error:
         raise files.path_error(directory, error) from None
-    matcher = re.compile(fnmatch.translate(pattern))
+    # Without a pattern: every PNG and JPEG file, by its extension.
+    matcher = re.compile(fnmatch.translate(pattern)) if pattern is not None else IMAGE_NAME
     entries = []
     for name in names:
-        if name.startswith(".") and not pattern.startswith("."):
+        if name.startswith(".") and not (pattern or "").startswith("."):
             continue
         if not matcher.match(name):
             continue
@@ -195,11 +198,15 @@ def expand(images, field="images", limit=None):
     else:
         entries.sort(key=lambda entry: (_mtime(entry[1]), natural_key(entry[0])))
     if not entries:
+        if pattern is None:
+            raise bad(field + ".directory", "No PNG or JPEG file (*.png, *.jpg, *.jpeg) in "
+                      "%s; give images.pattern to choose other files." % directory)
         raise bad(field + ".pattern", "No file in %s matches %r." % (directory, pattern))
     selected = [full for _, full in entries][start:stop:step]
     if not selected:
         raise bad(field + ".start", "start, stop and step select none of the %d files "
-                  "matching %r." % (len(entries), pattern))
+                  "%s." % (len(entries), "matching %r" % pattern if pattern is not None
+                           else "that are PNG or JPEG images"))
     return _within(selected, field, limit)
 
 

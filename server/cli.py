@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import getpass
 import logging
 import signal
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not video_cli.has_terminal():
+        raise UserError("no terminal to ask the password: pipe it in with --password-stdin")
     first = getpass.getpass("Password: ")
     if getpass.getpass("Again: ") != first:
         raise UserError("the passwords differ; nothing changed")
@@ -180,8 +183,20 @@ async def _serve(config: config_module.Config) -> int:
         except (OSError, ssl.SSLError) as error:
             raise config_module.ConfigError(
                 f"cannot load server.certfile/keyfile: {error}") from None
-    server = app.listen(config.server.port, config.server.host, ssl_options=ssl_options,
-                        max_body_size=config.limits.max_body_bytes, xheaders=False)
+    try:
+        server = app.listen(config.server.port, config.server.host, ssl_options=ssl_options,
+                            max_body_size=config.limits.max_body_bytes, xheaders=False)
+    except OSError as error:
+        await services.close()
+        where = f"{config.server.host}:{config.server.port}"
+        if error.errno == errno.EADDRINUSE:
+            print(f"framewire: cannot listen on {where}: the address is in use (another "
+                  "framewire serve?); stop it, or choose another port with --port",
+                  file=sys.stderr)
+        else:
+            print(f"framewire: cannot listen on {where}: {error.strerror}; check --host and "
+                  "--port", file=sys.stderr)
+        return 1
     services.start()
     host = config.server.host if ":" not in config.server.host else f"[{config.server.host}]"
     scheme = "https" if ssl_options else "http"

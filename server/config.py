@@ -10,6 +10,8 @@ import fnmatch
 import os
 import secrets
 import sys
+import types
+import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -215,30 +217,82 @@ class ConfigError(Exception):
     pass
 
 
+def _describe(value: Any) -> str:
+    """What a TOML value is, for an error message."""
+    kinds = {bool: "a boolean", int: "a whole number", float: "a number", str: "a string",
+             list: "a list", dict: "a table"}
+    kind = next((text for cls, text in kinds.items() if type(value) is cls), "a value")
+    shown = repr(value)
+    return f"{kind} {shown if len(shown) <= 60 else shown[:57] + '...'}"
+
+
+_EXPECTED = {str: "a string", int: "a whole number", float: "a number",
+             bool: "true or false"}
+
+
+def _typed(value: Any, hint: Any, key: str) -> Any:
+    """``value`` checked against the field type ``hint`` (and a lone string taken as
+    a one-item list where a list of strings is expected, as ssh_config writes
+    them); a wrong type raises ConfigError naming ``key``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        kinds = [arg for arg in args if arg is not type(None)]
+        return _typed(value, kinds[0], key)
+    if origin is list:
+        item = args[0]
+        if isinstance(value, str) and item is str:
+            return [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list of {_plural(item)}, found "
+                              f"{_describe(value)}")
+        return [_typed(entry, item, f"{key}[{index}]") for index, entry in enumerate(value)]
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, found {_describe(value)}")
+        return float(value)
+    if hint in (str, int, bool):
+        if type(value) is not hint:
+            raise ConfigError(f"{key} must be {_EXPECTED[hint]}, found {_describe(value)}")
+        return value
+    raise AssertionError(f"no type check for {hint!r}")  # a new kind of setting
+
+
+def _plural(item: Any) -> str:
+    if typing.get_origin(item) is list:
+        return "lists of " + _plural(typing.get_args(item)[0])
+    return {str: "strings", int: "whole numbers", float: "numbers"}.get(item, "values")
+
+
 def _apply(target: Any, values: dict[str, Any], where: str) -> None:
-    known = {f.name: f for f in fields(target)}
+    hints = typing.get_type_hints(type(target))
+    known = {f.name for f in fields(target)}
     for key, value in values.items():
         name = key.replace("-", "_")
+        path = f"{where}.{key}" if where else key
         if name not in known:
-            raise ConfigError(f"{where}: unknown setting {key!r} "
-                              f"(known: {', '.join(sorted(known))})")
+            raise ConfigError(f"unknown setting {path!r} "
+                              f"(known in {where or 'the file'}: {', '.join(sorted(known))})")
         current = getattr(target, name)
         if name == "hosts" and isinstance(target, Config):
             if not isinstance(value, dict):
-                raise ConfigError(f"{where}.hosts must be a table of host tables")
+                raise ConfigError(f"hosts must be a table of host tables, found "
+                                  f"{_describe(value)}")
             for host, settings in value.items():
                 if not isinstance(settings, dict):
-                    raise ConfigError(f"{where}.hosts.{host} must be a table")
+                    raise ConfigError(f'hosts."{host}" must be a table, found '
+                                      f"{_describe(settings)}")
                 entry = HostConfig()
-                _apply(entry, settings, f"{where}.hosts.{host}")
+                _apply(entry, settings, f'hosts."{host}"')
                 current[host] = entry
             continue
         if is_dataclass(current):
             if not isinstance(value, dict):
-                raise ConfigError(f"{where}.{key} must be a table")
-            _apply(current, value, f"{where}.{key}")
+                raise ConfigError(f"[{path}] must be a table, found {_describe(value)}")
+            _apply(current, value, path)
         else:
-            setattr(target, name, value)
+            setattr(target, name, _typed(value, hints[name], path))
 
 
 def load(path: str | None = None, environ: dict[str, str] | None = None) -> Config:
@@ -254,7 +308,11 @@ def load(path: str | None = None, environ: dict[str, str] | None = None) -> Conf
             raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-        _apply(config, data, "config")
+        try:
+            _apply(config, data, "")
+            check(config)
+        except ConfigError as error:
+            raise ConfigError(f"config file {path}: {error}") from None
     if env.get("FRAMEWIRE_TOKEN"):
         config.server.token = env["FRAMEWIRE_TOKEN"]
     if env.get("FRAMEWIRE_DATA_DIR"):
@@ -304,8 +362,23 @@ def check(config: Config) -> None:
         value = getattr(config.limits, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"limits.{key} must be a whole number of at least 1")
-    if not config.server.follow_interval > 0:
-        raise ConfigError("server.follow_interval must be a number of seconds above 0")
+    for key, value in (("server.follow_interval", config.server.follow_interval),
+                       ("server.session_idle_timeout", config.server.session_idle_timeout),
+                       ("ssh.connect_timeout", config.ssh.connect_timeout),
+                       ("ssh.agent_start_timeout", config.ssh.agent_start_timeout),
+                       ("webhooks.default_timeout", config.webhooks.default_timeout),
+                       ("webhooks.poll_interval", config.webhooks.poll_interval),
+                       ("retention.sweep_interval", config.retention.sweep_interval),
+                       ("auth.login_days", config.auth.login_days)):
+        if not value > 0:
+            raise ConfigError(f"{key} must be a number of seconds above 0, found {value!r}"
+                              if key != "auth.login_days" else
+                              f"{key} must be a number of days above 0, found {value!r}")
+    if not 0 <= config.server.port <= 65535:
+        raise ConfigError(f"server.port must be a port number (0 to 65535), found "
+                          f"{config.server.port}")
+    if config.retention.default_days < 0:
+        raise ConfigError("retention.default_days must be 0 (never) or more days")
     concurrency = config.webhooks.concurrency
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ConfigError("webhooks.concurrency must be a whole number of at least 1")

@@ -14,7 +14,7 @@ from typing import Any
 from . import config as config_module
 from . import errors, ssh
 from .sessions import RemoteSession, SessionManager
-from .video_cli import UsageError, ask_prompts, parse_target
+from .video_cli import UsageError, ask_password, ask_prompts, parse_target
 
 OK, NOTE, FAIL = "ok  ", "note", "FAIL"
 
@@ -77,7 +77,7 @@ async def check(args: argparse.Namespace) -> int:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     elif not args.no_password and target.hostname not in config.local.hostnames:
-        password = getpass.getpass(f"Password for {target.label}: ")
+        password = ask_password(target.label)
 
     async def ignore(session: RemoteSession, message: dict[str, Any]) -> None:
         return None
@@ -91,7 +91,7 @@ async def check(args: argparse.Namespace) -> int:
             session = await sessions.create("doctor", target.hostname, target.port,
                                             username, password, want_agent=True)
         except errors.AuthChallenge as challenge:
-            session = await _answer(sessions, challenge)
+            session = await _answer(sessions, challenge, args.password_stdin)
         failed = report(session)
     except errors.FramewireError as error:
         line(FAIL, error.message)
@@ -104,11 +104,13 @@ async def check(args: argparse.Namespace) -> int:
     return failed
 
 
-async def _answer(sessions: SessionManager, challenge: errors.AuthChallenge) -> RemoteSession:
+async def _answer(sessions: SessionManager, challenge: errors.AuthChallenge,
+                  from_stdin: bool) -> RemoteSession:
     while True:
         question = challenge.body["challenge"]
         try:
-            return await sessions.answer("doctor", question["id"], ask_prompts(question))
+            return await sessions.answer("doctor", question["id"],
+                                         ask_prompts(question, from_stdin))
         except errors.AuthChallenge as again:
             challenge = again
 

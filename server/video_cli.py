@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from .client import ApiError, Client
 
@@ -68,19 +68,27 @@ def parse_target(text: str, need_path: bool) -> Target:
     return Target(user, host, port, match.group("path"))
 
 
+def server_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """``--server`` and ``--config``, taken before or after the sub-command (a value
+    given after it wins; ``SUPPRESS`` keeps a sub-command from unsetting the other)."""
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--server", default=default,
+                        help=f"the framewire server (FRAMEWIRE_SERVER, else {DEFAULT_SERVER})")
+    parser.add_argument("--config", default=default,
+                        help="TOML file with [client] server and token")
+
+
 def add_parser(commands: Any) -> None:
     video = commands.add_parser("video", help="make and manage videos through a server",
                                 description="Make and manage videos through a running "
                                             "framewire server.")
-    video.add_argument("--server", default=None,
-                       help=f"the framewire server (FRAMEWIRE_SERVER, else {DEFAULT_SERVER})")
-    video.add_argument("--config", default=None,
-                       help="TOML file with [client] server and token")
+    server_options(video, top=True)
     actions = video.add_subparsers(dest="action", required=True)
 
     create = actions.add_parser("create", help="make a video of remote images and download it")
     create.add_argument("source", help="[USER@]HOST[:PORT]:/dir/pattern, e.g. "
-                                       "fred@cluster:/scratch/run42/frame*.png")
+                                       "fred@cluster:/scratch/run42/frame*.png, or "
+                                       "HOST:/dir for every PNG and JPEG image in /dir")
     create.add_argument("-o", "--output", required=True, help="the file to write (.mp4, .webm)")
     create.add_argument("--frame-rate", default=None, help="frames per second (25), or 1/5")
     create.add_argument("--width", type=int, default=None)
@@ -90,20 +98,25 @@ def add_parser(commands: Any) -> None:
     create.add_argument("--preset", default=None, help="encoder preset, e.g. veryfast, slow")
     create.add_argument("--step", type=int, default=None, help="use every Nth image")
     login_options(create)
+    server_options(create, top=False)
 
     listing = actions.add_parser("list", help="your videos, newest first")
     listing.add_argument("--status", default=None, help="e.g. running,failed")
+    server_options(listing, top=False)
 
     status = actions.add_parser("status", help="one video's status")
-    status.add_argument("vsid")
+    status.add_argument("vsid", help="the video's id, or the start of it (8 characters)")
+    server_options(status, top=False)
 
     for name, text in (("cancel", "stop a running video"), ("download", "download a video")):
         sub = actions.add_parser(name, help=text)
         sub.add_argument("host", help="[USER@]HOST[:PORT] the video was made on")
-        sub.add_argument("vsid")
+        sub.add_argument("vsid", help="the video's id, or the start of it")
         if name == "download":
-            sub.add_argument("-o", "--output", required=True)
+            sub.add_argument("-o", "--output", required=True,
+                             help="the file to write; its extension must match the video's")
         login_options(sub)
+        server_options(sub, top=False)
 
 
 def login_options(parser: argparse.ArgumentParser) -> None:
@@ -114,7 +127,7 @@ def login_options(parser: argparse.ArgumentParser) -> None:
 
 
 def settings(args: argparse.Namespace) -> tuple[str, str]:
-    server = args.server or os.environ.get("FRAMEWIRE_SERVER")
+    server = getattr(args, "server", None) or os.environ.get("FRAMEWIRE_SERVER")
     token = os.environ.get("FRAMEWIRE_TOKEN")
     if args.config:
         import tomllib
@@ -162,6 +175,24 @@ def report(error: ApiError) -> None:
 
 # -- sessions -----------------------------------------------------------------
 
+def has_terminal() -> bool:
+    """Whether there is a terminal to ask a person (getpass reads /dev/tty)."""
+    try:
+        with open("/dev/tty"):
+            return True
+    except OSError:
+        return False
+
+
+def ask_password(label: str) -> str:
+    """The remote password, asked on the terminal (never echoed)."""
+    if not has_terminal():
+        raise UsageError(f"no terminal to ask the password for {label}: pipe it in with "
+                         "--password-stdin, or log in with the server's keys "
+                         "(--no-password)")
+    return getpass.getpass(f"Password for {label}: ")
+
+
 def open_session(client: Client, target: Target, args: argparse.Namespace) -> str:
     body: dict[str, Any] = {"hostname": target.hostname, "port": target.port}
     if target.username:
@@ -169,7 +200,7 @@ def open_session(client: Client, target: Target, args: argparse.Namespace) -> st
     if args.password_stdin:
         body["password"] = sys.stdin.readline().rstrip("\r\n")
     elif not args.no_password and target.hostname not in LOCAL_HOSTS:
-        body["password"] = getpass.getpass(f"Password for {target.label}: ")
+        body["password"] = ask_password(target.label)
     while True:
         try:
             return str(client.call("POST", "/remotes", body)["sid"])
@@ -177,18 +208,39 @@ def open_session(client: Client, target: Target, args: argparse.Namespace) -> st
             challenge = error.body.get("challenge") if error.code == "remote-challenge" else None
             if not challenge:
                 raise
-            body = {"challenge": challenge["id"], "responses": ask_prompts(challenge)}
+            body = {"challenge": challenge["id"],
+                    "responses": ask_prompts(challenge, args.password_stdin)}
 
 
-def ask_prompts(challenge: dict[str, Any]) -> list[str]:
+def ask_prompts(challenge: dict[str, Any], from_stdin: bool = False) -> list[str]:
     """Ask the person a keyboard-interactive challenge's prompts (``framewire
-    video`` and ``framewire doctor``); hidden input unless a prompt echoes."""
+    video`` and ``framewire doctor``): on the terminal, hidden unless a prompt
+    echoes; without one, a line of standard input each when ``from_stdin``."""
+    terminal = has_terminal()
+    if not terminal and not from_stdin:
+        raise UsageError("the host asks questions (keyboard-interactive) and there is no "
+                         "terminal to answer them: pipe the answers in, one a line after "
+                         "the password, with --password-stdin")
     if challenge.get("instructions"):
         print(challenge["instructions"], file=sys.stderr)
     answers = []
     for prompt in challenge.get("prompts", []):
-        ask = input if prompt.get("echo") else getpass.getpass
-        answers.append(ask(prompt.get("prompt") or "Answer: "))
+        text = prompt.get("prompt") or "Answer: "
+        try:
+            if prompt.get("echo"):
+                answers.append(input(text))
+            elif terminal:
+                answers.append(getpass.getpass(text))
+            else:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+                line = sys.stdin.readline()
+                if not line:
+                    raise EOFError
+                answers.append(line.rstrip("\r\n"))
+        except EOFError:
+            raise UsageError(f"standard input ended before the answer to {text.strip()!r}") \
+                from None
     return answers
 
 
@@ -201,18 +253,56 @@ def close_session(client: Client, sid: str) -> None:
 
 # -- create ---------------------------------------------------------------------
 
-def video_request(target: Target, args: argparse.Namespace) -> dict[str, Any]:
-    assert target.path is not None
-    directory, _, pattern = target.path.rpartition("/")
-    images: dict[str, Any] = {"directory": directory or "/", "pattern": pattern or "*",
-                              "sort": "natural"}
-    if args.step:
-        images["step"] = args.step
-    extension = os.path.splitext(args.output)[1].lower()
-    types = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm"}
-    if extension not in types:
-        raise UsageError(f"-o {args.output}: the name must end in .mp4 or .webm")
-    body: dict[str, Any] = {"content-type": types[extension], "images": images}
+VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm"}
+FILE_TYPES = {**VIDEO_TYPES, ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+              ".gif": "image/gif"}
+GLOB = re.compile(r"[*?\[]")
+
+
+def output_path(output: str, content_type: str | None = None) -> str:
+    """Check ``-o`` before any work starts: a name that fits the file's type (a
+    video to make, or ``content_type`` of one made), in a directory that exists
+    and can be written; the content type the name asks for."""
+    extension = os.path.splitext(output)[1].lower()
+    if content_type is None and extension not in VIDEO_TYPES:
+        raise UsageError(f"-o {output}: the name must end in .mp4 or .webm")
+    if content_type is not None and FILE_TYPES.get(extension) != content_type:
+        right = next((name for name, kind in FILE_TYPES.items() if kind == content_type), "")
+        raise UsageError(f"-o {output}: the video is {content_type}; name the file "
+                         f"{os.path.splitext(output)[0]}{right}" if right else
+                         f"-o {output}: the video is {content_type}")
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise UsageError(f"-o {output}: there is no directory {directory}; create it first")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"-o {output}: the directory {directory} cannot be written")
+    if os.path.isdir(output):
+        raise UsageError(f"-o {output}: that is a directory; name a file in it")
+    return FILE_TYPES[extension]
+
+
+def images_of(client: Client, sid: str, path: str, step: int | None) -> dict[str, Any]:
+    """The ``images`` of ``HOST:/dir/pattern`` (or ``HOST:/dir``: every PNG and JPEG
+    in it, natural order); a last part without wildcards is asked about first."""
+    directory, _, name = path.rstrip("/").rpartition("/")
+    images: dict[str, Any] = {"directory": directory or "/", "sort": "natural"}
+    if path.endswith("/") or not name:
+        images["directory"] = path.rstrip("/") or "/"
+    elif GLOB.search(name):
+        images["pattern"] = name
+    else:
+        listing = client.call("POST", f"/remotes/{sid}/browse{quote(path)}", {})
+        if listing["path"].rstrip("/") == path.rstrip("/"):  # a directory
+            images["directory"] = path.rstrip("/")
+        else:
+            images["pattern"] = name
+    if step:
+        images["step"] = step
+    return images
+
+
+def video_request(args: argparse.Namespace, images: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"content-type": output_path(args.output), "images": images}
     if args.frame_rate is not None:
         body["frame-rate"] = (float(args.frame_rate)
                               if re.fullmatch(r"\d+(\.\d+)?", args.frame_rate)
@@ -225,10 +315,12 @@ def video_request(target: Target, args: argparse.Namespace) -> dict[str, Any]:
 
 def create(client: Client, args: argparse.Namespace) -> int:
     target = parse_target(args.source, need_path=True)
-    body = video_request(target, args)
+    assert target.path is not None
+    output_path(args.output)
     sid = open_session(client, target, args)
     vsid = None
     try:
+        body = video_request(args, images_of(client, sid, target.path, args.step))
         vsid = str(client.call("POST", f"/remotes/{sid}/videos", body)["sid"])
         print(f"video {vsid} on {target.label}", file=sys.stderr)
         status = follow(client, sid, vsid)
@@ -321,37 +413,61 @@ def list_videos(client: Client, status: str | None) -> int:
 
 
 def find(client: Client, vsid: str) -> dict[str, Any]:
-    for video in client.call("GET", "/videos?" + urlencode({"ids": vsid}))["videos"]:
-        if video["sid"] == vsid:
-            return dict(video)
-    raise ApiError(404, f"Unknown video {vsid}.", "framewire video list shows yours.")
+    """The caller's video whose id is ``vsid`` or starts with it (8 characters, as
+    the web page shows them, are usually enough)."""
+    if not re.fullmatch(r"[0-9a-f]{1,32}", vsid):
+        raise UsageError(f"{vsid!r} is not a video id (lowercase hex digits, e.g. the 8 "
+                         "the web page shows)")
+    if len(vsid) == 32:
+        for video in client.call("GET", "/videos?" + urlencode({"ids": vsid}))["videos"]:
+            if video["sid"] == vsid:
+                return dict(video)
+        raise ApiError(404, f"Unknown video {vsid}.", "framewire video list shows yours.")
+    found: list[dict[str, Any]] = []
+    page: str | None = "/videos"
+    while page is not None:
+        answer = client.call("GET", page)
+        found += [video for video in answer["videos"] if video["sid"].startswith(vsid)]
+        page = answer.get("next")
+    if not found:
+        raise ApiError(404, f"No video id starts with {vsid}.",
+                       "framewire video list shows yours.")
+    if len(found) > 1:
+        raise UsageError(f"{vsid} starts {len(found)} video ids ("
+                         + ", ".join(video["sid"][:12] + "…" for video in found[:5])
+                         + "); give more of it")
+    return dict(found[0])
 
 
 def show_status(client: Client, vsid: str) -> int:
     video = find(client, vsid)
     progress = f"{video.get('progress', 0):.0f}%"
-    print(f"{vsid}  {video['status']}  {progress}  {video.get('message') or ''}")
+    print(f"{video['sid']}  {video['status']}  {progress}  {video.get('message') or ''}")
     return 0 if video["status"] in ("queued", "running", "succeeded") else 1
 
 
 def manage(client: Client, args: argparse.Namespace) -> int:
     target = parse_target(args.host, need_path=False)
+    video = find(client, args.vsid)
+    vsid = video["sid"]
+    if args.action == "download":
+        output_path(args.output, video.get("content_type") or None)
     sid = open_session(client, target, args)
     try:
         if args.action == "cancel":
-            status = client.call("POST", f"/remotes/{sid}/videos/{args.vsid}/cancel", {})
+            status = client.call("POST", f"/remotes/{sid}/videos/{vsid}/cancel", {})
             deadline = time.monotonic() + 30
             while status["status"] not in FINAL and time.monotonic() < deadline:
-                status = client.call("GET", f"/remotes/{sid}/videos/{args.vsid}/status"
+                status = client.call("GET", f"/remotes/{sid}/videos/{vsid}/status"
                                             "?block=true&timeout=10")
-            print(f"video {args.vsid} {status['status']}", file=sys.stderr)
+            print(f"video {vsid} {status['status']}", file=sys.stderr)
             return 0 if status["status"] == "canceled" else 1
-        status = client.call("GET", f"/remotes/{sid}/videos/{args.vsid}/status")
+        status = client.call("GET", f"/remotes/{sid}/videos/{vsid}/status")
         if status["status"] != "succeeded":
-            print(f"framewire: video {args.vsid} is {status['status']}: {status.get('message')}",
+            print(f"framewire: video {vsid} is {status['status']}: {status.get('message')}",
                   file=sys.stderr)
             return 1
-        save(client, f"/remotes/{sid}/videos/{args.vsid}", args.output)
+        save(client, f"/remotes/{sid}/videos/{vsid}", args.output)
         return 0
     finally:
         close_session(client, sid)

@@ -96,7 +96,7 @@ def test_config_file_sets_options_and_rejects_unknown_ones(tmp_path: Path) -> No
     assert config.ssh.known_hosts == "/etc/ssh/ssh_known_hosts"
     bad = tmp_path / "bad.toml"
     bad.write_text("[server]\nprot = 1\n")
-    with pytest.raises(config_module.ConfigError, match="unknown setting 'prot'"):
+    with pytest.raises(config_module.ConfigError, match="unknown setting 'server.prot'"):
         config_module.load(str(bad), environ={})
     broken = tmp_path / "broken.toml"
     broken.write_text("[server\n")
@@ -247,3 +247,57 @@ def test_https_needs_both_files(tmp_path: Path) -> None:
     config.write_text('[server]\ncertfile = "/nonexistent/c.pem"\nkeyfile = "/nonexistent/k"\n')
     result = cli("serve", "--config", str(config), "--port", str(free_port()))
     assert result.returncode == 2 and "cannot load server.certfile/keyfile" in result.stderr
+
+
+@pytest.mark.parametrize("table, line, message", [
+    ('hosts."login"', 'session_idle_timeout = 5',
+     "unknown setting 'hosts.\"login\".session_idle_timeout'"),
+    ("server", 'session_idle_timeout = "one hour"',
+     "server.session_idle_timeout must be a number, found a string 'one hour'"),
+    ("server", 'port = "8080"', "server.port must be a whole number, found a string '8080'"),
+    ("server", "debug = 1", "server.debug must be true or false, found a whole number 1"),
+    ('hosts."login"', 'jump = ["bastion", 7]',
+     "hosts.\"login\".jump[1] must be a string, found a whole number 7"),
+    ('hosts."login"', 'setup = "module load ffmpeg"',
+     "hosts.\"login\".setup must be a list of lists of strings, found a string"),
+    ("webhooks", 'retry_schedule = [5, "soon"]',
+     "webhooks.retry_schedule[1] must be a number, found a string 'soon'"),
+    ("local", 'enabled = "yes"', "local.enabled must be true or false, found a string 'yes'"),
+    ("server", "session_idle_timeout = 0",
+     "server.session_idle_timeout must be a number of seconds above 0"),
+])
+def test_config_values_are_checked_against_their_types(tmp_path: Path, table: str, line: str,
+                                                       message: str) -> None:
+    path = tmp_path / "framewire.toml"
+    path.write_text(f"[{table}]\n{line}\n")
+    with pytest.raises(config_module.ConfigError) as error:
+        config_module.load(str(path), environ={})
+    assert str(error.value).startswith(f"config file {path}: "), error.value
+    assert message in str(error.value)
+
+
+def test_one_host_or_key_file_may_be_written_without_a_list(tmp_path: Path) -> None:
+    path = tmp_path / "framewire.toml"
+    path.write_text('[hosts."cluster"]\njump = "bastion.example.org"\n'
+                    'client_keys = "/home/me/.ssh/id_ed25519"\n'
+                    '[ssh]\nallowed_hosts = "*.example.org"\n')
+    config = config_module.load(str(path), environ={})
+    assert config.hosts["cluster"].jump == ["bastion.example.org"]
+    assert config.hosts["cluster"].client_keys == ["/home/me/.ssh/id_ed25519"]
+    assert config.ssh.allowed_hosts == ["*.example.org"]
+
+
+def test_serve_on_a_port_in_use_says_so(tmp_path: Path) -> None:
+    port = free_port()
+    process, _ = start_serve(tmp_path, "--port", str(port))
+    try:
+        framewire = shutil.which("framewire")
+        argv = [framewire] if framewire else [sys.executable, "-m", "server.cli"]
+        environment = {**os.environ, "FRAMEWIRE_DATA_DIR": str(tmp_path / "other")}
+        second = subprocess.run([*argv, "serve", "--port", str(port)], capture_output=True,
+                                text=True, timeout=60, env=environment, check=False)
+        assert second.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port}: the address is in use" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        assert stop(process) == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.fixtures import SSHD, LiveServer, probe, solid_frames
+from tests.fixtures import SSHD, LiveServer, frame_colours, probe, solid_frames
 
 
 def command(server: LiveServer, *args: str, token: str | None = None) -> list[str]:
@@ -134,3 +134,70 @@ def test_failures_exit_1_with_the_servers_message(server: LiveServer, sshd: SSHD
     bad_token = video(server, "list", token="wrong")
     assert bad_token.returncode == 1 and "Authentication required." in bad_token.stderr
     assert not list(tmp_path.glob("*.mp4*")), "nothing half-written is left"
+
+
+def test_options_after_the_sub_command_a_directory_and_id_prefixes(
+        server: LiveServer, sshd: SSHD, images: Path, tmp_path: Path) -> None:
+    numbers = [1, 10, 2, 3, 11, 20]
+    solid_frames(images, [(40 * i, 100, 200 - 20 * i) for i in range(len(numbers))],
+                 names=[f"img_{n}.png" for n in numbers], size=(64, 48))
+    (images / "notes.txt").write_text("not a frame\n")
+    target = f"{sshd.user}@127.0.0.1:{sshd.port}"
+    out = tmp_path / "dir.mp4"
+    framewire = command(server)[:-3]  # the program, without "video --server URL"
+    # Options of `framewire video` after its sub-command; HOST:/dir is every image there.
+    done = subprocess.run([*framewire, "video", "create", "--server", server.url,
+                           f"{target}:{images}", "-o", str(out), "--password-stdin"],
+                          input=sshd.password + "\n", capture_output=True, text=True,
+                          timeout=180, env=environment(server), check=False)
+    assert done.returncode == 0, done.stderr
+    info = probe(out)
+    assert (info["codec"], info["frames"]) == ("h264", len(numbers))
+    natural = [numbers.index(n) for n in sorted(numbers)]  # img_1 img_2 img_3 img_10 …
+    reds = [red for red, _, _ in frame_colours(out)]
+    assert [round(red / 40) for red in reds] == natural, reds
+    vsid = done.stderr.split("video ", 1)[1].split()[0]
+
+    # The 8 characters the web page shows are enough.
+    status = video(server, "status", vsid[:8])
+    assert status.returncode == 0 and status.stdout.startswith(f"{vsid}  succeeded  100%")
+    unknown = video(server, "status", "ffffffff" if not vsid.startswith("ffffffff")
+                    else "00000000")
+    assert unknown.returncode == 1 and "No video id starts with" in unknown.stderr
+    not_an_id = video(server, "status", "run42!")
+    assert not_an_id.returncode == 2 and "is not a video id" in not_an_id.stderr
+
+    # A name that does not fit the video's type is refused before any byte is written.
+    wrong = video(server, "download", target, vsid[:8], "-o", str(tmp_path / "x.webm"),
+                  "--password-stdin", password=sshd.password)
+    assert wrong.returncode == 2
+    assert f"the video is video/mp4; name the file {tmp_path / 'x'}.mp4" in wrong.stderr
+    assert not list(tmp_path.glob("x.*"))
+    again = video(server, "download", target, vsid[:8], "-o", str(tmp_path / "again.mp4"),
+                  "--password-stdin", password=sshd.password)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again.mp4").read_bytes() == out.read_bytes()
+
+
+def test_what_used_to_be_tracebacks_are_one_line_messages(server: LiveServer, sshd: SSHD,
+                                                          images: Path) -> None:
+    solid_frames(images, [(200, 0, 0)] * 3, size=(64, 48))
+    target = f"{sshd.user}@127.0.0.1:{sshd.port}"
+    # An output path that cannot be written is refused before any encode starts.
+    missing_dir = video(server, "create", f"{target}:{images}/*.png",
+                        "-o", "/no-such-dir/x.mp4", "--password-stdin", password=sshd.password)
+    assert missing_dir.returncode == 2, missing_dir.stderr
+    assert "there is no directory /no-such-dir; create it first" in missing_dir.stderr
+    assert server.request("GET", "/videos").json()["videos"] == []
+    # No terminal to ask the password on: say how to give it.
+    no_tty = subprocess.run(command(server, "create", f"{target}:{images}/*.png", "-o",
+                                    "/tmp/never.mp4"), stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=60,
+                            env=environment(server), start_new_session=True, check=False)
+    assert no_tty.returncode == 2, no_tty.stderr
+    assert "no terminal to ask the password" in no_tty.stderr
+    assert "--password-stdin" in no_tty.stderr and "--no-password" in no_tty.stderr
+    for result in (missing_dir, no_tty):
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert server.request("GET", "/admin/sessions").json()["sessions"] == []

@@ -7,6 +7,7 @@ they stay quick; the SSH path is covered by test_videos_ssh.py.
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 from fractions import Fraction
@@ -35,7 +36,7 @@ def create(local: tuple[LiveServer, str], body: dict[str, Any]) -> dict[str, Any
     response = server.post_json(f"/remotes/{sid}/videos", body)
     assert response.status_code == 202, response.headers.get("X-Slycat-Message")
     status = server.wait_video(sid, response.json()["sid"])
-    assert status["status"] == "succeeded", status
+    assert status["status"] == "succeeded", (status["message"], status.get("stderr"))
     return status
 
 
@@ -145,7 +146,7 @@ def test_frame_selection_errors(local, images: Path) -> None:
         ({"directory": str(images), "sort": "random"}, "/images/sort",
          "images.sort must be one of natural, name, mtime, got 'random'."),
         ({"directory": str(images), "start": 5}, "/images/start",
-         "start, stop and step select none of the 1 files matching '*'."),
+         "start, stop and step select none of the 1 files that are PNG or JPEG images."),
         ({"directory": "relative"}, "/images/directory",
          "images.directory must be an absolute path, got 'relative'."),
         ({"directory": str(images), "pattern": "../*.png"}, "/images/pattern",
@@ -300,6 +301,49 @@ def test_quality_option_errors(local, images: Path) -> None:
 
 
 # -- several outputs and stills -------------------------------------------------------
+
+def noise_frames(directory: Path, count: int, size: tuple[int, int]) -> list[str]:
+    """Frames of grey noise: slow to encode, so progress can be watched."""
+    paths = []
+    for index in range(count):
+        path = directory / f"noise{index:04d}.png"
+        Image.effect_noise(size, 60 + index % 40).convert("RGB").save(path, compress_level=1)
+        os.chmod(path, 0o644)
+        paths.append(str(path))
+    return paths
+
+
+def test_progress_counts_the_video_while_stills_wait_for_their_frames(
+        local, images: Path, tmp_path: Path) -> None:
+    server, sid = local
+    paths = noise_frames(images, 150, (640, 360))
+    response = server.post_json(f"/remotes/{sid}/videos", {
+        "content-type": "video/mp4", "images": paths, "preset": "slow",
+        "poster": {"at": "95%"}, "contact-sheet": {"frames": 4, "width": 64}})
+    assert response.status_code == 202, response.headers.get("X-Slycat-Message")
+    vsid = response.json()["sid"]
+    stream = server.request("GET", f"/remotes/{sid}/videos/{vsid}/events", stream=True,
+                            headers={"Accept": "application/x-ndjson"}, timeout=180)
+    seen = []
+    for line in stream.iter_lines():
+        status = json.loads(line)["data"]
+        seen.append(status["frames_done"])
+        if status["status"] != "running" and status["status"] != "queued":
+            break
+    assert status["status"] == "succeeded", status["message"]
+    # The poster is frame 142 and the sheet takes the last frame: the video's own
+    # frames were counted all along, not only once the stills had theirs.
+    early = [done for done in seen if 0 < done < 100]
+    assert len(early) >= 2, seen
+    named = {output["name"]: output for output in status["outputs"]}
+    poster = Image.open(fetch(local, named["poster"]["url"], tmp_path / "poster.png"))
+    expected = Image.open(paths[142]).convert("RGB").resize(poster.size)
+    assert poster.size == (640, 360)
+    assert close(poster.convert("RGB").getpixel((5, 5)), expected.getpixel((5, 5)), 40)
+    sheet = Image.open(fetch(local, named["contact-sheet"]["url"], tmp_path / "sheet.jpg"))
+    assert sheet.size == (256, 36)  # 4 frames of 64x36 in a row
+
+
 
 def test_several_outputs_from_one_pass(local, images: Path, tmp_path: Path) -> None:
     colours = [(10 * i, 255 - 10 * i, 128) for i in range(20)]
