@@ -7,7 +7,8 @@ import os
 import re
 import shutil
 import subprocess
-from typing import Any, Dict, List, Optional, Sequence  # noqa: F401 (type comments)
+import tempfile
+from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: F401 (type comments)
 
 from . import protocol, text
 
@@ -56,7 +57,8 @@ def describe(path):
     # type: (Optional[str]) -> Dict[str, Any]
     """Version and usable encoders of the ffmpeg at ``path``."""
     if path is None:
-        return {"path": None, "version": None, "encoders": {}, "filters": []}
+        return {"path": None, "version": None, "encoders": {}, "filters": [],
+                "fps_mode": False}
     version = _run([path, "-hide_banner", "-version"]).split("\n", 1)[0]
     listing = _run([path, "-hide_banner", "-encoders"])
     names = set(re.findall(r"^\s*V\S*\s+(\S+)", listing, re.MULTILINE))
@@ -69,8 +71,10 @@ def describe(path):
     filter_list = _run([path, "-hide_banner", "-filters"])
     filters = sorted(name for name in TEXT_FILTERS
                      if re.search(r"^\s*\S+\s+%s\s" % name, filter_list, re.MULTILINE))
+    # -fps_mode (5.1 and later) sets frame timing per output; older ones only -vsync.
+    fps_mode = "-fps_mode" in _run([path, "-hide_banner", "-h", "long"])
     return {"path": path, "version": match.group(1) if match else version,
-            "encoders": encoders, "filters": filters}
+            "encoders": encoders, "filters": filters, "fps_mode": fps_mode}
 
 
 def _run(argv):
@@ -134,12 +138,22 @@ def _output_chain(output, canvas, frame_rate):
         return ",".join(resize + ["scale=out_color_matrix=bt709:out_range=tv",
                                   "format=%s" % output["pixel_format"]])
     if kind == "poster":
-        return ",".join([_select([output["frame"]])] + resize)
+        # Frame 0 too, overwritten by the chosen one (-update 1): an output whose
+        # encoder has no frame yet holds ffmpeg back from every other output.
+        return ",".join([_select(sorted({0, output["frame"]}))] + resize)
     if kind == "contact-sheet":
-        return ",".join([_select(output["frames"]),
-                         fit_filter(output["width"], output["height"], output["fit"],
-                                    output["background"]),
-                         "tile=%dx%d" % (output["columns"], output["rows"])])
+        # The tile comes out at the end; the first frame, sized like the sheet and
+        # written first (-update 1 overwrites it), lets the other outputs go on.
+        width, height = output["width"], output["height"]
+        columns, rows = output["columns"], output["rows"]
+        return ("split[sheet_a][sheet_b];[sheet_a]%s,%s,tile=%dx%d[sheet_t];"
+                "[sheet_b]trim=end_frame=1,%s[sheet_f];[sheet_f][sheet_t]concat=n=2:v=1:a=0,"
+                "setpts=N"
+                % (_select(output["frames"]),
+                   fit_filter(width, height, output["fit"], output["background"]),
+                   columns, rows,
+                   fit_filter(width * columns, height * rows, output["fit"],
+                              output["background"])))
     # gif: per-frame palettes keep memory flat (no whole-video palette pass)
     steps = []
     if output["frame_rate"] != frame_rate:
@@ -149,13 +163,16 @@ def _output_chain(output, canvas, frame_rate):
             "[gif_p];[gif_b][gif_p]paletteuse=new=1")
 
 
-def _codec_args(output):
-    # type: (Dict[str, Any]) -> List[str]
+def _codec_args(output, fps_mode):
+    # type: (Dict[str, Any], bool) -> List[str]
     kind = output["kind"]
     if kind == "poster" or kind == "contact-sheet":
         codec = ["-c:v", "png"] if output["content_type"] == "image/png" \
             else ["-c:v", "mjpeg", "-q:v", "2"]
-        return codec + ["-update", "1", "-f", "image2"]
+        # Frames pass as they come: a still must not be encoded again for every
+        # frame time between the ones it takes (-update 1 keeps the last).
+        timing = ["-fps_mode", "passthrough"] if fps_mode else []
+        return codec + timing + ["-update", "1", "-f", "image2"]
     if kind == "gif":
         return ["-c:v", "gif", "-loop", str(output["loop"]), "-f", "gif"]
     encoder = output["encoder"]
@@ -255,8 +272,12 @@ def job_argv(ffmpeg, spec, segments, paths):
     """
     canvas = spec["canvas"]
     rate = spec["frame_rate"]
+    fps_mode = bool(spec.get("ffmpeg_fps_mode"))
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-y", "-loglevel", "error",
             "-progress", "pipe:1"]
+    if not fps_mode and any(output["kind"] in ("poster", "contact-sheet")
+                            for output in spec["outputs"]):
+        argv += ["-vsync", "0"]  # passthrough for all (the videos' frames are evenly timed)
     for segment in segments:
         argv += ["-f", "image2", "-framerate", rate, "-start_number", "0",
                  "-i", segment["pattern"]]
@@ -279,15 +300,74 @@ def job_argv(ffmpeg, spec, segments, paths):
     for index in order:
         source = "[base]" if branches == 1 else "[b%d]" % index
         chain = _output_chain(outputs[index], canvas, rate).replace(
-            "gif_", "gif%d_" % index)
+            "gif_", "gif%d_" % index).replace("sheet_", "sheet%d_" % index)
         chains.append("%s%s[o%d]" % (source, chain, index))
         extra = ["-r", rate] if outputs[index]["kind"] == "video" else []
-        mapped.append(["-map", "[o%d]" % index] + extra + _codec_args(outputs[index])
+        mapped.append(["-map", "[o%d]" % index] + extra + _codec_args(outputs[index], fps_mode)
                       + [paths[index]])
     argv += ["-filter_complex", ";".join(chains)]
     for part in mapped:
         argv += part
     return argv
+
+
+def first_undecodable(ffmpeg, pattern, deadline):
+    # type: (str, str, float) -> Optional[Tuple[int, str]]
+    """The number of the first frame of an image2 ``pattern`` that does not decode,
+    and ffmpeg's reason, or None when all decode (or ``deadline`` passes first).
+
+    Each decoded frame is one ``framecrc`` line whose pts is its number, so a
+    skipped frame is a gap; the images are read in ``pattern``'s order."""
+    import select
+    import time
+
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+            "-f", "image2", "-framerate", "1", "-start_number", "0", "-i", pattern,
+            "-f", "framecrc", "-"]
+    errors = tempfile.TemporaryFile()  # a pipe could fill and stall ffmpeg
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=errors)
+    except OSError:
+        errors.close()
+        return None
+    assert proc.stdout is not None
+    expected = 0
+    missing = None  # type: Optional[int]
+    buffered = b""
+    try:
+        while missing is None:
+            left = deadline - time.time()
+            if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+                return None
+            chunk = os.read(proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                break
+            buffered += chunk
+            *lines, buffered = buffered.split(b"\n")
+            for line in lines:
+                fields = line.split(b",")
+                if line.startswith(b"#") or len(fields) < 3 or not fields[1].strip().isdigit():
+                    continue
+                pts = int(fields[1])
+                if pts != expected:
+                    missing = expected
+                    break
+                expected += 1
+        if missing is None:
+            count = len(os.listdir(os.path.dirname(pattern.replace("%%", "%"))))
+            if expected >= count:
+                return None
+            missing = expected
+    finally:
+        proc.kill()
+        proc.communicate()
+        errors.seek(0)
+        err = errors.read(1 << 16)
+        errors.close()
+    reasons = [re.sub(r"^\[[^\]]*\]\s*", "", line).strip()
+               for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+    return missing, reasons[0] if reasons else ""
 
 
 def thumbnail_argv(ffmpeg, source, width, height, content_type, output):

@@ -21,6 +21,7 @@ from . import ffmpeg, options, protocol
 
 FINAL = ("succeeded", "failed", "canceled")
 CANCEL_MARK = "cancel-requested"
+CANCEL_WAIT = 3.0  # seconds a canceled runner has to write its own final status
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -82,7 +83,8 @@ class JobStore(object):
         job_dir = self.directory(args.get("job"))
         ffmpeg.require(self.ffmpeg)
         spec = options.build_spec(args, self.ffmpeg)
-        spec.update({"job": os.path.basename(job_dir), "ffmpeg": self.ffmpeg["path"]})
+        spec.update({"job": os.path.basename(job_dir), "ffmpeg": self.ffmpeg["path"],
+                     "ffmpeg_fps_mode": bool(self.ffmpeg.get("fps_mode"))})
         try:
             os.mkdir(job_dir, 0o700)
         except FileExistsError:
@@ -183,7 +185,7 @@ class JobStore(object):
                 os.killpg(pid, signal.SIGTERM)
             except OSError:
                 pass
-        deadline = time.time() + 10
+        deadline = time.time() + CANCEL_WAIT
         while time.time() < deadline:
             status = self.status(args)
             if status["status"] in FINAL:

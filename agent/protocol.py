@@ -29,7 +29,7 @@ NO_ENCODER = "no-encoder"
 MISSING_FILTER = "missing-filter"
 UNKNOWN_JOB = "unknown-job"
 JOB_EXISTS = "job-exists"
-CONVERSION_FAILED = "conversion-failed"
+UNDECODABLE_IMAGE = "undecodable-image"
 NO_SPACE = "no-space"
 INTERNAL = "internal"
 

@@ -5,9 +5,11 @@ DIR``), so it outlives the agent and the SSH connection.  SIGTERM cancels.
 """
 
 import os
+import re
 import resource
 import signal
 import subprocess
+import threading
 import time
 from fractions import Fraction
 from typing import Any, Dict, List, Optional  # noqa: F401 (type comments)
@@ -17,6 +19,10 @@ from . import ffmpeg, jobs, text
 STDERR_TAIL = 4000
 FULL_DISK_BYTES = 256 * 1024
 WRITE_INTERVAL = 0.5
+STOP_GRACE = 0.3  # seconds a canceled ffmpeg has between SIGTERM and SIGKILL
+DIAGNOSE_SECONDS = 120.0  # at most this long looking for the frame ffmpeg could not decode
+# "Error while decoding stream #3:0" (5.x) or "[vist#3:0/png ...] Decoding error" (6 and later)
+DECODE_ERROR = re.compile(r"(?:Error while decoding stream #|vist#)(\d+):\d+")
 
 
 class Runner(object):
@@ -49,8 +55,19 @@ class Runner(object):
     def _on_signal(self, signum, frame):
         # type: (int, Any) -> None
         self.canceled = True
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+        self._stop_encoder()
+
+    def _stop_encoder(self):
+        # type: () -> None
+        """SIGTERM to ffmpeg, SIGKILL after ``STOP_GRACE``: a canceled encode's output is
+        thrown away, so it must not spend seconds flushing (and +faststart rewriting) it."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        timer = threading.Timer(STOP_GRACE, _kill_if_running, (process,))
+        timer.daemon = True
+        timer.start()
 
     def run(self):
         # type: () -> int
@@ -125,7 +142,7 @@ class Runner(object):
                                             stdout=subprocess.PIPE, stderr=log,
                                             cwd=self.job_dir)
             if self.canceled:
-                self.process.terminate()
+                self._stop_encoder()
             assert self.process.stdout is not None
             for raw in self.process.stdout:
                 key, _, value = raw.decode("ascii", "replace").strip().partition("=")
@@ -138,7 +155,11 @@ class Runner(object):
         missing = [output["name"] for output, partial in zip(outputs, partials)
                    if not os.path.isfile(partial) or os.path.getsize(partial) == 0]
         full = disk_full(self.job_dir)
-        if self.canceled or returncode != 0 or self.status["frames_done"] != total or missing:
+        short = self.status["frames_done"] != total
+        undecodable = None
+        if not self.canceled and not full and (returncode != 0 or short):
+            undecodable = self._undecodable(segments)  # before the frame links go
+        if self.canceled or returncode != 0 or short or missing:
             # Free the space first: on a full disk the status must still be written.
             jobs.remove_temporaries(self.job_dir)
         if self.canceled:
@@ -149,10 +170,11 @@ class Runner(object):
                 self._finish("failed", "The remote disk is full: ffmpeg could not write the "
                              "output (No space left on device in %s)." % self.job_dir)
             else:
-                self._finish("failed", "ffmpeg failed with exit code %d." % returncode)
-        elif self.status["frames_done"] != total:
+                self._finish("failed", undecodable or "ffmpeg failed with exit code %d."
+                             % returncode)
+        elif short:
             self.status["stderr"] = self._stderr_tail()
-            self._finish("failed", "ffmpeg wrote %d of %d frames."
+            self._finish("failed", undecodable or "ffmpeg wrote %d of %d frames."
                          % (self.status["frames_done"], total))
         elif missing:
             self.status["stderr"] = self._stderr_tail()
@@ -172,6 +194,39 @@ class Runner(object):
             self.status["output"] = done[0]
             self._finish("succeeded", "Video ready." if outputs[0]["kind"] == "video"
                          else "Outputs ready.")
+
+    def _undecodable(self, segments):
+        # type: (List[Dict[str, Any]]) -> Optional[str]
+        """Which image ffmpeg could not decode, said with its path and position.
+
+        ffmpeg skips a frame it cannot decode without naming the file; decoding
+        the frame links again (the inputs its log names first) shows the gap.
+        """
+        try:
+            with open(self._path("ffmpeg.log"), "rb") as handle:
+                log = handle.read(1 << 20).decode("utf-8", "replace")
+        except OSError:
+            log = ""
+        named = [int(number) for number in DECODE_ERROR.findall(log)]
+        order = [index for index in dict.fromkeys(named) if index < len(segments)]
+        order += [index for index in range(len(segments)) if index not in order]
+        deadline = time.time() + DIAGNOSE_SECONDS
+        for index in order:
+            if self.canceled or time.time() > deadline:
+                return None
+            found = ffmpeg.first_undecodable(self.spec["ffmpeg"], segments[index]["pattern"],
+                                             deadline)
+            if found is None:
+                continue
+            number, reason = found
+            directory = os.path.dirname(segments[index]["pattern"].replace("%%", "%"))
+            try:
+                link = sorted(os.listdir(directory))[number]
+                path = os.readlink(os.path.join(directory, link))
+            except (OSError, IndexError):
+                return None
+            return describe_frame(self.spec, segments[index].get("source", 0), path, reason)
+        return None
 
     def _progress(self, done, total):
         # type: (int, int) -> None
@@ -202,6 +257,28 @@ class Runner(object):
             self.status["progress"] = 100.0
         self.status["events"]["completed"] = jobs.now()
         self._write()
+
+
+def describe_frame(spec, source_index, path, reason):
+    # type: (Dict[str, Any], int, str, str) -> str
+    """"Image 4 of 6 could not be decoded: PATH (why)." for a frame of the spec."""
+    sources = spec["sources"]
+    frames = sources[source_index]["frames"]
+    position = next((index for index, frame in enumerate(frames) if frame["path"] == path),
+                    None)
+    where = "" if len(sources) == 1 else " of layout source %d" % source_index
+    which = "Image %d of %d%s" % (position + 1, len(frames), where) if position is not None \
+        else "An image%s" % where
+    return "%s could not be decoded: %s (%s)." % (which, path, reason or "ffmpeg skipped it")
+
+
+def _kill_if_running(process):
+    # type: (subprocess.Popen) -> None
+    if process.poll() is None:
+        try:
+            process.kill()
+        except OSError:
+            pass
 
 
 def disk_full(path):

@@ -8,6 +8,7 @@ whenever a job the server asked about changes.
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -135,9 +136,7 @@ class Agent(object):
         _, err = proc.communicate()
         if proc.returncode != 0 or os.path.getsize(output) == 0:
             self._remove_temporary(output)
-            raise protocol.AgentError(protocol.CONVERSION_FAILED,
-                                      "Could not convert %s." % path,
-                                      {"stderr": err.decode("utf-8", "replace")[-2000:]})
+            raise conversion_error(path, err.decode("utf-8", "replace"))
         return {"path": output, "size": os.path.getsize(output), "content_type": wanted,
                 "temporary": True, "width": width, "height": height}
 
@@ -199,6 +198,20 @@ class Agent(object):
             self.writer.send({"id": request_id, "ok": False,
                               "error": protocol.AgentError(protocol.INTERNAL,
                                                            "Agent error: %s" % error).to_json()})
+
+
+def conversion_error(path, stderr):
+    # type: (str, str) -> protocol.AgentError
+    """Why ffmpeg could not convert the image at ``path``: its disk, else the image."""
+    details = {"path": path, "stderr": stderr[-2000:]}
+    if "No space left on device" in stderr:
+        return protocol.AgentError(protocol.NO_SPACE, "The remote disk is full: no room to "
+                                   "convert %s." % path, dict(details, hint="Free space in "
+                                   "the agent's work directory on the remote host."))
+    reasons = [re.sub(r"^\[[^\]]*\]\s*", "", line).strip() for line in stderr.splitlines()
+               if line.strip()]
+    return protocol.AgentError(protocol.UNDECODABLE_IMAGE, "Cannot decode the image %s%s."
+                               % (path, " (%s)" % reasons[0] if reasons else ""), details)
 
 
 def fit_within(width, height, args):

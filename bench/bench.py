@@ -14,11 +14,9 @@ import os
 import platform
 import pwd
 import re
-import select
 import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +32,9 @@ if str(ROOT) not in sys.path:
 
 import frames  # noqa: E402,I001  (bench/frames.py, beside this script)
 import requests  # noqa: E402
+from harness import (  # noqa: E402
+    BenchError, ServerProcess, authorize, expect, median, open_session, start_sshd, stream_to,
+    unauthorize)
 
 from agent.ffmpeg import describe, job_argv  # noqa: E402
 from agent.options import build_spec  # noqa: E402
@@ -55,168 +56,6 @@ QUICK = {"frames": 30, "size": "640x360", "download_mb": 20, "repeat": 1}
 FULL = {"frames": 300, "size": "1920x1080", "download_mb": 200, "repeat": 3}
 
 
-class BenchError(Exception):
-    """The benchmark could not measure something; the message says what."""
-
-
-# -- the remote side: sshd and the test user ------------------------------------
-
-
-def start_sshd(state: Path) -> fixtures.SSHD:
-    """tests.fixtures.start_sshd, without disturbing a test run that shares fwtest.
-
-    start_sshd resets fwtest's password and replaces its authorized_keys; a
-    pytest session running at the same time logs in with the password and
-    key it set.  Keep an existing password, and keep the keys already there.
-    """
-    original = fixtures.ensure_user
-
-    def keep_password(name: str, password: str) -> pwd.struct_passwd:
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            return original(name, password)
-
-    try:
-        keys = Path(pwd.getpwnam(fixtures.TEST_USER).pw_dir) / ".ssh" / "authorized_keys"
-        before = keys.read_text() if keys.exists() else ""
-    except KeyError:
-        before = ""
-    fixtures.ensure_user = keep_password  # type: ignore[assignment]
-    try:
-        sshd = fixtures.start_sshd(state)
-    finally:
-        fixtures.ensure_user = original  # type: ignore[assignment]
-    authorize(sshd, extra=before)
-    return sshd
-
-
-def _client_key_line(sshd: fixtures.SSHD) -> str:
-    return Path(str(sshd.client_key) + ".pub").read_text().strip()
-
-
-def authorize(sshd: fixtures.SSHD, extra: str = "") -> None:
-    """Make sure the bench's client key is authorized (a test run may have replaced it)."""
-    lines = _authorized_lines(sshd) + extra.splitlines()
-    mine = _client_key_line(sshd)
-    if mine not in lines or extra:
-        _write_authorized(sshd, lines + [mine])
-
-
-def unauthorize(sshd: fixtures.SSHD) -> None:
-    """Remove only the bench's own key line again."""
-    lines = _authorized_lines(sshd)
-    mine = _client_key_line(sshd)
-    if mine in lines:
-        _write_authorized(sshd, [line for line in lines if line != mine])
-
-
-def _authorized_lines(sshd: fixtures.SSHD) -> list[str]:
-    keys = sshd.home / ".ssh" / "authorized_keys"
-    text = keys.read_text() if keys.exists() else ""
-    return [line for line in text.splitlines() if line.strip()]
-
-
-def _write_authorized(sshd: fixtures.SSHD, lines: list[str]) -> None:
-    """Replace authorized_keys atomically, so a concurrent login never sees it half written."""
-    keys = sshd.home / ".ssh" / "authorized_keys"
-    temp = keys.with_name(f"authorized_keys.bench-{os.getpid()}")
-    temp.write_text("".join(line + "\n" for line in dict.fromkeys(lines)))
-    user = pwd.getpwnam(sshd.user)
-    os.chown(temp, user.pw_uid, user.pw_gid)
-    os.chmod(temp, 0o600)
-    os.replace(temp, keys)
-
-
-# -- the framewire side: the live server in a child process ---------------------
-
-
-class ServerProcess:
-    """bench/live_server.py: LiveServer in its own process, so no GIL is shared."""
-
-    def __init__(self, data_dir: Path, sshd: fixtures.SSHD) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.log = data_dir / "server.log"
-        self._stderr = open(data_dir / "server.stderr", "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, str(HERE / "live_server.py"), "--data-dir", str(data_dir),
-             "--known-hosts", str(sshd.known_hosts), "--client-key", str(sshd.client_key)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
-            cwd=str(ROOT))
-        hello = self._read(timeout=60)
-        self.url: str = hello["url"]
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {hello['token']}"
-
-    def _read(self, timeout: float) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        line = self.process.stdout.readline() if ready else ""
-        if not line:
-            raise BenchError("the framewire server process did not answer; see "
-                             f"{self.log} and {self._stderr.name}")
-        return json.loads(line)
-
-    def command(self, text: str) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write(text + "\n")
-        self.process.stdin.flush()
-        return self._read(timeout=15)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", (10, 120))
-        return self.http.request(method, self.url + path, **kwargs)
-
-    def stop(self) -> None:
-        self.http.close()
-        if self.process.stdin is not None:
-            try:
-                self.process.stdin.close()
-            except OSError:
-                pass
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._stderr.close()
-
-
-def expect(response: requests.Response, status: int, what: str) -> requests.Response:
-    if response.status_code != status:
-        raise BenchError(f"{what}: HTTP {response.status_code} "
-                         f"{response.headers.get('X-Slycat-Message', '')} "
-                         f"{response.headers.get('X-Slycat-Hint', '')}".rstrip())
-    return response
-
-
-def open_session(server: ServerProcess, sshd: fixtures.SSHD) -> str:
-    """POST /remotes with the fixture's client key (no password): the agent is uploaded."""
-    response = server.request("POST", "/remotes", json={
-        "hostname": "127.0.0.1", "port": sshd.port, "username": sshd.user, "agent": None})
-    return str(expect(response, 200, "POST /remotes").json()["sid"])
-
-
-def stream_to(response: requests.Response, sink: Any, deadline: float) -> tuple[int, float]:
-    """Copy a streamed body into ``sink`` (or only count it if None).
-
-    Returns the bytes copied and the perf_counter time the first of them arrived.
-    """
-    total = 0
-    first = 0.0
-    for chunk in response.iter_content(chunk_size=CHUNK):
-        if not first:
-            first = time.perf_counter()
-        if sink is not None:
-            sink.write(chunk)
-        total += len(chunk)
-        if time.monotonic() > deadline:
-            raise BenchError("download exceeded the time limit")
-    return total, first or time.perf_counter()
 
 
 # -- the measurements -----------------------------------------------------------
@@ -399,10 +238,6 @@ def interleave(repeat: int, *measurements: Callable[[], None]) -> None:
 
 
 # -- the report -----------------------------------------------------------------
-
-
-def median(runs: list[dict[str, Any]], key: str = "seconds") -> float:
-    return statistics.median(run[key] for run in runs)
 
 
 def mib_s(size: int, seconds: float) -> float:

@@ -123,4 +123,12 @@ async def _drive(config: config_module.Config, paths: list[str], out_dir: Path,
     elapsed = time.monotonic() - started
     print(f"\nframewire demo: wrote {target} ({target.stat().st_size} bytes, "
           f"{len(paths)} frames at 25 fps) in {elapsed:.1f} s", flush=True)
+    frames_dir = Path(paths[0]).parent
+    print(f"""
+Next:
+  framewire serve                   # the server and its web page; keep it running, then
+  export FRAMEWIRE_TOKEN=…          #   the token it prints, in another terminal:
+  framewire video create localhost:{frames_dir} -o again.{extension}
+  framewire video create you@cluster.example.org:/scratch/run42/frame*.png -o run42.mp4
+See README.md for the HTTP API, users mode and hosts behind bastions.""", flush=True)
     return 0

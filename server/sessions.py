@@ -155,6 +155,15 @@ class SessionManager:
         """
         self._check_limit(owner)
         if self.is_local(hostname):
+            own = getpass.getuser()
+            if username and username != own:
+                raise errors.ValidationError(
+                    "username", f"{hostname} is this machine through the local transport, "
+                                f"which reads files as the server's own account ({own}), "
+                                f"not as {username}.",
+                    hint=f"Leave out username (or send {own!r}) for {hostname}; to work as "
+                         f"{username}, connect over SSH to this machine's name or address "
+                         "(its host key must be known).")
             cache = os.path.join(self.config.server.data_dir, "agent")
             transport: Transport = LocalTransport(
                 cache, local_ffmpeg(self.config.local.ffmpeg), self.config.local.work_dir)
@@ -335,7 +344,7 @@ def agent_error(error: AgentError) -> errors.FramewireError:
     hint = details.get("hint") if isinstance(details.get("hint"), str) else None
     code = error.code
     if code in ("not-found", "is-directory", "access-denied", "not-an-image",
-                "truncated-image"):
+                "truncated-image", "undecodable-image"):
         return errors.RemotePathError(error.message, code=code, hint=hint)
     field_name = details.get("field")
     pointer = "/" + field_name.replace(".", "/") if isinstance(field_name, str) else None

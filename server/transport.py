@@ -23,6 +23,7 @@ from . import bundle
 
 log = logging.getLogger(__name__)
 STDERR_LINES = 50
+STOP_GRACE = 5.0  # seconds a local agent has to exit by itself, then after each signal
 
 
 class ByteChannel(Protocol):
@@ -143,6 +144,29 @@ class StderrDrain:
         return "\n".join(self.lines)
 
 
+async def stop_process(process: asyncio.subprocess.Process, grace: float) -> None:
+    """End a local agent process: its input closed, it exits by itself; signals only
+    when it has not after ``grace`` seconds.
+
+    Signalling at once races with its own exit: Python's terminate() first polls,
+    which reaps an exited child before asyncio's child watcher does (that logs
+    "Unknown child process pid …, will report returncode 255").
+    """
+    if process.stdin is not None and not process.stdin.is_closing():
+        process.stdin.close()
+    for signal_it in (None, process.terminate, process.kill):
+        if signal_it is not None and process.returncode is None:
+            try:
+                signal_it()
+            except ProcessLookupError:
+                pass
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+            return
+        except TimeoutError:
+            continue
+
+
 class ProcessChannel:
     """A local subprocess's stdin/stdout as a ByteChannel."""
 
@@ -150,6 +174,7 @@ class ProcessChannel:
         self.process = process
         self.drain_stderr = StderrDrain(label)
         self.drain_stderr.start(process.stderr)
+        self.stopping: asyncio.Task[None] | None = None
 
     async def read(self, size: int) -> bytes:
         assert self.process.stdout is not None
@@ -164,13 +189,15 @@ class ProcessChannel:
         await self.process.stdin.drain()
 
     def close(self) -> None:
-        if self.process.stdin is not None and not self.process.stdin.is_closing():
-            self.process.stdin.close()
-        if self.process.returncode is None:
-            try:
-                self.process.terminate()
-            except ProcessLookupError:
-                pass
+        if self.stopping is None:
+            self.stopping = asyncio.get_running_loop().create_task(
+                stop_process(self.process, STOP_GRACE))
+
+    async def stopped(self) -> None:
+        """Until the process has ended (after :meth:`close`)."""
+        self.close()
+        assert self.stopping is not None
+        await asyncio.shield(self.stopping)
 
     async def stderr_tail(self) -> str:
         return await self.drain_stderr.tail()
@@ -205,16 +232,17 @@ class LocalTransport(Transport):
             self.env["FRAMEWIRE_FFMPEG"] = ffmpeg
         if work_dir:
             self.env["FRAMEWIRE_WORK_DIR"] = work_dir
-        self._processes: list[asyncio.subprocess.Process] = []
+        self._channels: list[ProcessChannel] = []
 
     async def _spawn(self, *args: str, label: str) -> ProcessChannel:
         process = await asyncio.create_subprocess_exec(
             sys.executable, self.agent_path, *args, env=self.env,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, limit=1 << 20)
-        self._processes = [p for p in self._processes if p.returncode is None]
-        self._processes.append(process)
-        return ProcessChannel(process, label)
+        self._channels = [c for c in self._channels if c.process.returncode is None]
+        channel = ProcessChannel(process, label)
+        self._channels.append(channel)
+        return channel
 
     async def start_agent(self, nonce: str) -> ByteChannel:
         return await self._spawn("serve", "--nonce", nonce, label="local agent")
@@ -225,14 +253,8 @@ class LocalTransport(Transport):
         return await open_stream_channel(inner, nonce, path, offset, length)
 
     async def close(self) -> None:
-        for process in self._processes:
-            if process.returncode is None:
-                try:
-                    process.terminate()
-                except ProcessLookupError:
-                    pass
-                await process.wait()
-        self._processes.clear()
+        channels, self._channels = self._channels, []
+        await asyncio.gather(*(channel.stopped() for channel in channels))
 
     def describe(self) -> dict[str, Any]:
         return {"transport": self.kind, "agent_path": self.agent_path, "uploaded": False}

@@ -31,6 +31,11 @@ def test_demo_writes_a_playable_mp4(tmp_path: Path) -> None:
     assert info["frames"] == 30
     assert info["duration"] == pytest.approx(30 / 25, abs=0.02)
     assert len(list((tmp_path / "demo" / "frames").glob("frame*.png"))) == 30
+    # It ends by saying what to try next, and says nothing else to worry about.
+    assert "framewire serve" in result.stdout
+    assert f"framewire video create localhost:{tmp_path / 'demo' / 'frames'} -o again.mp4" \
+        in result.stdout
+    assert "WARNING" not in result.stderr and "Unknown child process" not in result.stderr
 
 
 def test_demo_uses_imageio_ffmpeg_without_ffmpeg_on_path(tmp_path: Path) -> None:

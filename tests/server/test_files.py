@@ -150,3 +150,17 @@ def test_image_passthrough_and_conversion(server: LiveServer, remote: str,
     assert bad.headers["X-Slycat-Message"] == \
         "max-width must be a whole number of pixels from 1 to 999999999."
     assert set((work / "tmp").iterdir()) <= before, "converted thumbnails were not removed"
+
+
+def test_a_thumbnail_of_an_image_that_does_not_decode_is_the_images_fault(
+        server: LiveServer, remote: str, images: Path) -> None:
+    path = Path(solid_frames(images, [(0, 90, 200)], size=(120, 90))[0])
+    data = bytearray(path.read_bytes())
+    start = data.index(b"IDAT") + 4
+    data[start:start + 20] = b"\xff" * 20  # a PNG from end to end, its pixels garbage
+    path.write_bytes(bytes(data))
+    thumb = server.request("GET", f"/remotes/{remote}/image{path}",
+                           params={"content-type": "image/jpeg", "max-width": "64"})
+    assert thumb.status_code == 400, thumb.headers.get("X-Slycat-Message")
+    assert thumb.json()["errors"][0]["code"] == "undecodable-image"
+    assert thumb.headers["X-Slycat-Message"].startswith(f"Cannot decode the image {path} (")

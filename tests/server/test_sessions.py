@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import shutil
 from pathlib import Path
 from typing import Callable
 
+import pytest
+
 from server import bundle
+from server.transport import LocalTransport
 from tests.fixtures import SSHD, LiveServer, probe, solid_frames
 
 
@@ -86,3 +91,44 @@ def test_local_transport_can_be_turned_off(make_server: Callable[..., LiveServer
     response = server.post_json("/remotes", {"hostname": "localhost", "username": "x",
                                              "password": "y", "port": 1})
     assert response.status_code == 502  # it is then an ordinary SSH host: nothing listens
+
+
+def test_the_local_transport_is_the_servers_own_account(
+        make_server: Callable[..., LiveServer]) -> None:
+    server = make_server()
+    own = getpass.getuser()
+    refused = server.post_json("/remotes", {"hostname": "localhost", "username": "fred"})
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["source"]["pointer"] == "/username"
+    assert refused.headers["X-Slycat-Message"] == (
+        "localhost is this machine through the local transport, which reads files as the "
+        f"server's own account ({own}), not as fred.")
+    assert "connect over SSH" in refused.headers["X-Slycat-Hint"]
+    same = server.post_json("/remotes", {"hostname": "localhost", "username": own})
+    assert same.status_code == 200
+    info = server.request("GET", f"/remotes/{same.json()['sid']}").json()
+    assert (info["transport"], info["username"]) == ("local", own)
+
+
+def test_local_processes_end_without_a_reaping_race(tmp_path: Path, images: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    # Signalling a local process that had just exited made Python reap it before
+    # asyncio's child watcher did: "Unknown child process pid …" (the demo's warning).
+    path = Path(solid_frames(images, [(9, 9, 9)], size=(32, 32))[0])
+    size = path.stat().st_size
+
+    async def streams() -> None:
+        transport = LocalTransport(str(tmp_path / "agent"), None, str(tmp_path / "work"))
+        for _ in range(150):
+            channel = await transport.open_stream(str(path), 0, size)
+            received = b""
+            while chunk := await channel.read(1 << 16):
+                received += chunk
+            assert received == path.read_bytes()
+            channel.close()  # the stream process has exited: nothing to signal
+        await transport.close()
+
+    asyncio.run(streams())
+    unknown = [r.getMessage() for r in caplog.records if "Unknown child process" in
+               r.getMessage()]
+    assert unknown == []
