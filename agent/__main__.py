@@ -51,6 +51,8 @@ def main(argv=None):
     serve = commands.add_parser("serve", help="speak the agent protocol on stdin/stdout")
     serve.add_argument("--nonce", default="")
     serve.add_argument("--work-dir", default=None)
+    serve.add_argument("--nice", type=int, default=0,
+                       help="the CPU priority of encodes (0-19), below the agent's")
     stream_parser = commands.add_parser("stream", help="copy a byte range of a file to stdout")
     stream_parser.add_argument("--nonce", default="")
     run_job = commands.add_parser("run-job", help="run one job (started by serve)")
@@ -81,7 +83,8 @@ def main(argv=None):
     writer = protocol.LineWriter(out)
     work_dir = args.work_dir or default_work_dir()
     os.makedirs(work_dir, mode=0o700, exist_ok=True)
-    agent = service.Agent(work_dir, self_argv() + ["run-job"], writer)
+    agent = service.Agent(work_dir, self_argv() + ["run-job"], writer,
+                          max(0, min(19, args.nice)))
     out.write(("%s %s\n" % (protocol.MARKER, args.nonce)).encode("ascii"))
     writer.send({"hello": agent.hello()})
     agent.serve(sys.stdin.buffer)

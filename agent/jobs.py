@@ -61,11 +61,12 @@ def alive(pid):
 class JobStore(object):
     """Creates, inspects, cancels and deletes the job directories under a work dir."""
 
-    def __init__(self, work_dir, runner_argv, ffmpeg_info):
-        # type: (str, List[str], Dict[str, Any]) -> None
+    def __init__(self, work_dir, runner_argv, ffmpeg_info, nice=0):
+        # type: (str, List[str], Dict[str, Any], int) -> None
         self.root = os.path.join(work_dir, "jobs")
         self.runner_argv = runner_argv
         self.ffmpeg = ffmpeg_info
+        self.nice = nice
         os.makedirs(self.root, mode=0o700, exist_ok=True)
 
     def directory(self, job_id):
@@ -84,7 +85,7 @@ class JobStore(object):
         ffmpeg.require(self.ffmpeg)
         spec = options.build_spec(args, self.ffmpeg)
         spec.update({"job": os.path.basename(job_dir), "ffmpeg": self.ffmpeg["path"],
-                     "ffmpeg_fps_mode": bool(self.ffmpeg.get("fps_mode"))})
+                     "ffmpeg_fps_mode": bool(self.ffmpeg.get("fps_mode")), "nice": self.nice})
         try:
             os.mkdir(job_dir, 0o700)
         except FileExistsError:
@@ -230,14 +231,22 @@ def remove_temporaries(job_dir):
 
 
 class JobWatcher(object):
-    """Pushes a job event whenever a watched job's status file changes."""
+    """Pushes a job event whenever a watched job's status changes.
 
-    def __init__(self, store, push, interval=0.2):
-        # type: (JobStore, Callable[[Dict[str, Any]], None], float) -> None
+    The server answers status requests from these events alone, so a runner
+    that died without a word must show too: every ``liveness`` seconds a job
+    whose file did not change is looked at again (which ends a job whose
+    runner is gone, and so changes the file).
+    """
+
+    def __init__(self, store, push, interval=0.2, liveness=2.0):
+        # type: (JobStore, Callable[[Dict[str, Any]], None], float, float) -> None
         self.store = store
         self.push = push
         self.interval = interval
+        self.liveness = liveness
         self._seen = {}  # type: Dict[str, Any]
+        self._checked = {}  # type: Dict[str, float]
         self._lock = threading.Lock()
         thread = threading.Thread(target=self._run, name="job-watcher", daemon=True)
         thread.start()
@@ -262,15 +271,20 @@ class JobWatcher(object):
                     with self._lock:
                         self._seen.pop(job_id, None)
                     continue
-                if stamp == last:
+                moment = time.time()
+                if stamp == last and moment - self._checked.get(job_id, 0.0) < self.liveness:
                     continue
+                self._checked[job_id] = moment
                 try:
                     status = self.store.status({"job": job_id})
                 except protocol.AgentError:
                     continue
+                if stamp == last and status["status"] not in FINAL:
+                    continue  # alive and unchanged: nothing to say
                 self.push({"event": "job", "data": status})
                 with self._lock:
                     if status["status"] in FINAL:
                         self._seen.pop(job_id, None)
+                        self._checked.pop(job_id, None)
                     else:
                         self._seen[job_id] = stamp

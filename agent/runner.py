@@ -73,6 +73,12 @@ class Runner(object):
         # type: () -> int
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
+        if self.spec.get("nice"):
+            # Below the agent (and a server beside it): ffmpeg inherits it.
+            try:
+                os.nice(int(self.spec["nice"]))
+            except OSError:
+                pass
         self.status.update({"status": "running", "phase": "preparing", "pid": os.getpid(),
                             "message": "Preparing frames."})
         self.status["events"]["started"] = jobs.now()

@@ -47,8 +47,8 @@ def free_space(path):
 
 
 class Agent(object):
-    def __init__(self, work_dir, runner_argv, writer):
-        # type: (str, List[str], protocol.LineWriter) -> None
+    def __init__(self, work_dir, runner_argv, writer, nice=0):
+        # type: (str, List[str], protocol.LineWriter, int) -> None
         self.work_dir = work_dir
         self.temp_dir = os.path.join(work_dir, "tmp")
         os.makedirs(self.temp_dir, mode=0o700, exist_ok=True)
@@ -58,7 +58,8 @@ class Agent(object):
         self.temporaries_lock = threading.Lock()
         self.writer = writer
         self.ffmpeg = ffmpeg.describe(ffmpeg.find_ffmpeg(work_dir))
-        self.jobs = jobs.JobStore(work_dir, runner_argv, self.ffmpeg)
+        self.nice = nice
+        self.jobs = jobs.JobStore(work_dir, runner_argv, self.ffmpeg, nice)
         self.watcher = jobs.JobWatcher(self.jobs, writer.send)
         self.commands = {
             "ping": lambda args: {"pong": True},
@@ -83,6 +84,7 @@ class Agent(object):
             "work_dir": self.work_dir,
             "work_dir_free": free_space(self.work_dir),
             "ffmpeg": self.ffmpeg,
+            "encode_nice": self.nice,
             "capabilities": {
                 "commands": sorted(self.commands),
                 "encoders": sorted(self.ffmpeg["encoders"]),

@@ -106,17 +106,20 @@ def _write_authorized(sshd: fixtures.SSHD, lines: list[str]) -> None:
 class ServerProcess:
     """bench/live_server.py: LiveServer in its own process, so no GIL is shared."""
 
-    def __init__(self, data_dir: Path, sshd: fixtures.SSHD) -> None:
+    def __init__(self, data_dir: Path, sshd: fixtures.SSHD, *extra: str) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log = data_dir / "server.log"
         self._stderr = open(data_dir / "server.stderr", "wb")
         self.process = subprocess.Popen(
             [sys.executable, str(HERE / "live_server.py"), "--data-dir", str(data_dir),
-             "--known-hosts", str(sshd.known_hosts), "--client-key", str(sshd.client_key)],
+             "--known-hosts", str(sshd.known_hosts), "--client-key", str(sshd.client_key),
+             *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
             cwd=str(ROOT))
         hello = self._read(timeout=60)
         self.url: str = hello["url"]
+        self.token: str = hello["token"]
+        self.pid: int = hello["pid"]
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {hello['token']}"
 

@@ -41,6 +41,8 @@ def main() -> int:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--known-hosts", required=True)
     parser.add_argument("--client-key", required=True)
+    parser.add_argument("--nice", type=int, default=None,
+                        help="the encodes' CPU priority ([local] and [ssh] nice)")
     args = parser.parse_args()
 
     data_dir = Path(args.data_dir)
@@ -49,6 +51,10 @@ def main() -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = make_config(data_dir, ssh={"known_hosts": args.known_hosts,
                                         "client_keys": [args.client_key]})
+    if args.nice is not None:
+        config.local.nice = config.ssh.nice = args.nice
+    # A benchmark's load is one user's: no per-user request rate to trip over.
+    config.limits.requests_per_minute = 0
     server = LiveServer(config)
     try:
         answer({"url": server.url, "token": server.token, "pid": os.getpid()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import logging
@@ -45,6 +46,7 @@ class AgentClient:
         self._reader: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self.stopped_reason: str | None = None
+        self.sent: collections.Counter[str] = collections.Counter()  # requests, by command
 
     @property
     def running(self) -> bool:
@@ -114,6 +116,13 @@ class AgentClient:
                         "The remote agent stopped.",
                         hint="Create a new session to start a new agent."))
             self._pending.clear()
+            if self.on_event is not None:  # whoever follows its jobs hears of it at once
+                try:
+                    result = self.on_event({"event": "stopped"})
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:
+                    log.exception("handling the agent's stop failed")
 
     async def request(self, command: str, args: dict[str, Any] | None = None,
                       timeout: float | None = 300.0) -> dict[str, Any]:
@@ -122,6 +131,7 @@ class AgentClient:
             raise AgentStopped("The remote agent stopped.",
                                hint="Create a new session to start a new agent.")
         request_id = next(self._ids)
+        self.sent[command] += 1
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         line = json.dumps({"id": request_id, "cmd": command, "args": args or {}},

@@ -15,7 +15,7 @@ from .audit import redact
 from .auth import COOKIE, SINGLE_USER, server_secret
 from .config import Config
 from .handlers import account, files, remotes, storage, videos
-from .handlers.base import ApiHandler
+from .handlers.base import HEADER_READ_LIMIT, ApiHandler
 from .services import Services
 
 access_log = logging.getLogger("framewire.access")
@@ -65,18 +65,26 @@ class IndexHandler(tornado.web.StaticFileHandler):
         await super().get(path, include_body)
 
 
+def http_options(config: Config) -> dict[str, Any]:
+    """The HTTP server's settings, the same wherever the app is served."""
+    return {"max_body_size": config.limits.max_body_bytes, "xheaders": False,
+            # Headers up to 1 MiB are read so that 64 KiB and over get a 431 (base.py);
+            # past 1 MiB the connection is closed.
+            "max_header_size": HEADER_READ_LIMIT}
+
+
 def make_app(config: Config, services: Services | None = None) -> tornado.web.Application:
     services = services or Services.build(config)
     api: dict[str, Any] = {"services": services}
-    table = (*remotes.routes, *files.routes, *videos.routes, *storage.routes,
+    # The busiest first (status polls, progress streams): routes are tried in order.
+    table = (*videos.routes, *remotes.routes, *files.routes, *storage.routes,
              *account.routes)
+    routes: list[Any] = [(pattern, handler, api) for pattern, handler in table]
     # Every route also answers under /api, where today's Slycat client sends them;
     # /api/login is that client's own login, not the page at /login.
-    routes: list[Any] = [(r"/api/login/?", account.SlycatLoginHandler, api)]
-    for pattern, handler in table:
-        routes.append((pattern, handler, api))
-        if pattern.lstrip("/").split("/")[0].rstrip("/?") != "login":
-            routes.append(("/api" + pattern, handler, api))
+    routes.append((r"/api/login/?", account.SlycatLoginHandler, api))
+    routes += [("/api" + pattern, handler, api) for pattern, handler in table
+               if pattern.lstrip("/").split("/")[0].rstrip("/?") != "login"]
     web = str(web_root())
     routes.append((r"/()", IndexHandler, {"path": web, "default_filename": "index.html",
                                           "services": services}))

@@ -21,7 +21,9 @@ _IDS = re.compile(r"/([0-9a-f]{6})[0-9a-f]{26}(?=/|$|\?)")
 
 def redact(uri: str) -> str:
     """A log-safe URI: no token values, session and video ids shortened."""
-    return _IDS.sub(r"/\1…", _SECRET_QUERY.sub(r"\1***", uri))
+    if "token=" in uri:
+        uri = _SECRET_QUERY.sub(r"\1***", uri)
+    return _IDS.sub(r"/\1…", uri)
 
 
 def short(identifier: str) -> str:

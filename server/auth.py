@@ -27,6 +27,7 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from .config import Config
 from .users import USERNAME, TokenStore, UserError, UserFile, verify_password
@@ -34,6 +35,9 @@ from .users import USERNAME, TokenStore, UserError, UserFile, verify_password
 SINGLE_USER = "owner"
 COOKIE = "framewire_user"
 _CACHE_SECONDS = 300.0
+# How long a verified Authorization header is taken again without a look-up (unless
+# a token was revoked or the users file changed meanwhile, in any process).
+HEADER_CACHE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class Authenticator:
         # sha256(name, password) -> (valid until, password stamp): Basic auth on
         # every request must not cost an scrypt each time.  Memory only.
         self._verified: dict[str, tuple[float, str]] = {}
+        # sha256(Authorization header) -> (valid until, users file and revocation
+        # stamps then, identity): users mode only.
+        self._headers: dict[bytes, tuple[float, Any, Identity]] = {}
         self._proxies = [ipaddress.ip_network(entry, strict=False)
                          for entry in config.auth.trusted_proxies]
         # scrypt (about 0.1 s and 32 MiB each) and the token table run here, off
@@ -60,14 +67,51 @@ class Authenticator:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="framewire-auth")
 
     async def from_header_async(self, header: str) -> Identity | None:
-        """:meth:`from_header` on the authentication threads."""
-        return await asyncio.get_running_loop().run_in_executor(
+        """:meth:`from_header`: at once when that is cheap (token mode: one constant-time
+        comparison), else on the authentication threads, whose answers for a header
+        are remembered for ``HEADER_CACHE_SECONDS`` (a status poll must not cost a
+        thread hop and a token-table look-up each time)."""
+        if not self.multi_user:
+            return self.from_header(header)
+        key = hashlib.sha256(header.encode("utf-8", "surrogateescape")).digest()
+        now = time.monotonic()
+        stamp = (self.users.stamp(), self.tokens.stamp())  # a revocation, a new password
+        cached = self._headers.get(key)
+        if cached is not None and cached[0] > now and cached[1] == stamp:
+            return cached[2]
+        identity = await asyncio.get_running_loop().run_in_executor(
             self._pool, self.from_header, header)
+        if identity is not None:
+            if len(self._headers) > 10_000:
+                self._headers.clear()
+            self._headers[key] = (now + HEADER_CACHE_SECONDS, stamp, identity)
+        return identity
 
     async def password_login_async(self, name: str, password: str) -> Identity | None:
         """:meth:`password_login` on the authentication threads."""
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, self.password_login, name, password)
+
+    def presented(self, header: str) -> str:
+        """Who an Authorization header claims to be, unverified: ``user:NAME`` for
+        Basic in users mode, else a digest of the secret it carries (the failed-login
+        pause is per address and per this)."""
+        scheme, _, value = header.partition(" ")
+        scheme, value = scheme.lower(), value.strip()
+        if scheme == "basic":
+            try:
+                name, _, secret = base64.b64decode(value, validate=True).decode(
+                    "utf-8").partition(":")
+            except (binascii.Error, ValueError):
+                return "malformed"
+            return self.presented_login(name, secret)
+        return secret_digest(value)
+
+    def presented_login(self, name: str, secret: str) -> str:
+        """The identity a name and password claim (see :meth:`presented`)."""
+        if self.multi_user:
+            return "user:" + name[:64]
+        return secret_digest(secret)  # token mode: the name is anything
 
     # -- token mode -------------------------------------------------------
     def check(self, candidate: str | None) -> bool:
@@ -160,6 +204,11 @@ class Authenticator:
 
 _DUMMY = ("scrypt$32768$8$1$" + base64.b64encode(b"framewire-dummy!").decode() + "$"
           + base64.b64encode(b"\0" * 32).decode())
+
+
+def secret_digest(secret: str) -> str:
+    """A short digest of a presented secret, to count its failures (never logged)."""
+    return "secret:" + hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()[:16]
 
 
 def server_secret(config: Config) -> bytes:

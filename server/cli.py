@@ -167,7 +167,7 @@ def _accounts(args: argparse.Namespace, config: config_module.Config) -> int:
 
 
 async def _serve(config: config_module.Config) -> int:
-    from .app import make_app
+    from .app import http_options, make_app
     from .services import Services
 
     generated = config_module.ensure_token(config)
@@ -185,7 +185,7 @@ async def _serve(config: config_module.Config) -> int:
                 f"cannot load server.certfile/keyfile: {error}") from None
     try:
         server = app.listen(config.server.port, config.server.host, ssl_options=ssl_options,
-                            max_body_size=config.limits.max_body_bytes, xheaders=False)
+                            **http_options(config))
     except OSError as error:
         await services.close()
         where = f"{config.server.host}:{config.server.port}"

@@ -62,13 +62,18 @@ class Client:
         return json.loads(raw) if raw else None
 
     def events(self, sid: str, vsid: str) -> Iterator[dict[str, Any]]:
-        """A job's statuses as they change (the NDJSON progress stream)."""
+        """A job's statuses as they change (the NDJSON progress stream); it stops
+        early at an ``end`` event (the stream could not go on, the job does)."""
         response = self._request("GET", f"/remotes/{sid}/videos/{vsid}/events",
                                  headers={"Accept": "application/x-ndjson"}, timeout=600)
         with response:
             for line in response:
-                if line.strip():
-                    yield json.loads(line)["data"]
+                if not line.strip():
+                    continue
+                message = json.loads(line)
+                if message.get("event") == "end":
+                    return
+                yield message["data"]
 
     def download(self, url: str, into: BinaryIO,
                  progress: Callable[[int, int], None] | None = None) -> int:

@@ -108,6 +108,8 @@ class HostConfig:
     # Upload the server's bundled static ffmpeg when the host has none usable
     # (Linux x86_64 only); default [ssh] provision_ffmpeg.
     provision_ffmpeg: bool | None = None
+    # The CPU priority (nice, 0-19) of this host's encodes; default [ssh] nice.
+    nice: int | None = None
 
 
 @dataclass
@@ -126,6 +128,9 @@ class SSHConfig:
     ssh_config: str = field(default_factory=lambda: _home(".ssh", "config"))
     # Upload the bundled static ffmpeg to hosts without a usable one.
     provision_ffmpeg: bool = False
+    # Encodes run at this CPU priority (nice 0-19) below the agent, so browsing,
+    # thumbnails, status and downloads stay quick while they fill the cores.
+    nice: int = 10
     connect_timeout: float = 20.0
     agent_start_timeout: float = 60.0
     # AES-GCM first: with AES-NI it streams ~1.4x faster than chacha20.
@@ -143,6 +148,8 @@ class LocalConfig:
     # ffmpeg for local agents; empty means PATH, then imageio-ffmpeg's binary.
     ffmpeg: str = ""
     work_dir: str = ""
+    # The CPU priority (nice 0-19) of local encodes, below the server's own.
+    nice: int = 10
 
 
 @dataclass
@@ -343,6 +350,13 @@ def check(config: Config) -> None:
                               "[[\"module\", \"load\", \"ffmpeg\"]]")
         if not isinstance(host.port, int) or not 0 <= host.port <= 65535:
             raise ConfigError(f"hosts.{name}.port must be a port number")
+        if host.nice is not None and not 0 <= host.nice <= 19:
+            raise ConfigError(f"hosts.{name}.nice must be a priority from 0 to 19, found "
+                              f"{host.nice}")
+    for setting, priority in (("ssh.nice", config.ssh.nice), ("local.nice", config.local.nice)):
+        if not 0 <= priority <= 19:
+            raise ConfigError(f"{setting} must be a priority from 0 to 19 (19 is the lowest), "
+                              f"found {priority}")
     for key in ("allow_networks", "deny_networks"):
         for entry in getattr(config.outgoing, key):
             try:

@@ -20,7 +20,7 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from . import config as config_module
-from .app import make_app
+from .app import http_options, make_app
 from .services import Services
 
 
@@ -67,7 +67,7 @@ async def run(output: str, frames: int, content_type: str) -> int:
         config.local.work_dir = os.path.join(state, "work")
         services = Services.build(config)
         app = make_app(config, services)
-        server = app.listen(config.server.port, "127.0.0.1")
+        server = app.listen(config.server.port, "127.0.0.1", **http_options(config))
         services.start()
         try:
             return await _drive(config, paths, out_dir, content_type)

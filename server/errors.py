@@ -20,6 +20,7 @@ Exception tree::
     ├── PayloadTooLarge (413)      the request body is over the limit
     ├── RangeNotSatisfiable (416)
     ├── TooManyRequests (429)      a rate or concurrency limit; Retry-After when it passes
+    ├── HeadersTooLarge (431)      the request line and headers are over 64 KiB
     └── RemoteFailure (502)        connection, agent start-up or agent failures
 """
 
@@ -144,6 +145,11 @@ class IdempotencyConflict(FramewireError):
 class PayloadTooLarge(FramewireError):
     status = 413
     code = "payload-too-large"
+
+
+class HeadersTooLarge(FramewireError):
+    status = 431
+    code = "headers-too-large"
 
 
 class TooManyRequests(FramewireError):

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from . import errors
-from .agent_client import AgentError
+from .agent_client import AgentClient, AgentError
 from .config import LimitsConfig, OutgoingConfig
 from .delivery import validate_targets
 from .outgoing import OutgoingPolicy
@@ -111,6 +111,11 @@ class VideoService:
         self.webhook_timeout = webhook_timeout
         self._changed: dict[str, asyncio.Event] = {}
         self._emitted: dict[str, tuple[str, str | None, float, float]] = {}
+        # The agent that pushes each unfinished job's events: while it runs, the
+        # stored status is current and status requests need not ask it.
+        self._views: dict[str, AgentClient] = {}
+        # A status question on its way to an agent, shared by concurrent requests.
+        self._asking: dict[str, asyncio.Future[dict[str, Any]]] = {}
         # Set once the session manager exists (it needs this service first).
         self.sessions: SessionManager | None = None
 
@@ -176,6 +181,7 @@ class VideoService:
                     self.webhooks.pending_headers[(vsid, index)] = headers
         await self.store.add(record)
         session.jobs.add(vsid)  # it stays open until the job ends
+        self._views[vsid] = agent  # it pushes the job's events from now on
         await self._apply(record, status)
         log.info("video %s… created in session %s… (%d frames)", vsid[:6], session.sid[:6],
                  frames)
@@ -191,16 +197,38 @@ class VideoService:
                                   hint="Check the video id.")
         return record
 
+    def following(self, vsid: str) -> bool:
+        """Whether a running agent pushes this job's events (its status is current)."""
+        agent = self._views.get(vsid)
+        return agent is not None and agent.running
+
     async def _refresh(self, session: RemoteSession, record: JobRecord) -> dict[str, Any]:
-        """The job's true status: asked of the agent while the job is not final."""
+        """The job's true status: the stored one while an agent pushes the job's
+        events, else asked of the agent once (concurrent requests share the answer)."""
         status = record.status
-        if status.get("status") in FINAL:
+        if status.get("status") in FINAL or self.following(record.vsid):
             return status
+        asking = self._asking.get(record.vsid)
+        if asking is None:
+            asking = asyncio.ensure_future(self._ask(session, record))
+            self._asking[record.vsid] = asking
+            asking.add_done_callback(lambda done: self._asked(record.vsid, done))
+        return await asyncio.shield(asking)
+
+    def _asked(self, vsid: str, done: asyncio.Future[dict[str, Any]]) -> None:
+        self._asking.pop(vsid, None)
+        if not done.cancelled():
+            done.exception()  # seen, even if every request that waited went away
+
+    async def _ask(self, session: RemoteSession, record: JobRecord) -> dict[str, Any]:
+        agent = session.require_agent()
         try:
-            status = await session.request("video-status", {"job": record.vsid})
+            status = await agent.request("video-status", {"job": record.vsid})
         except AgentError as error:
             raise agent_error(error) from None
         session.jobs.add(record.vsid)  # its agent follows the job from now on
+        if status.get("status") not in FINAL:
+            self._views[record.vsid] = agent
         await self._apply(record, status)
         return status
 
@@ -280,8 +308,10 @@ class VideoService:
         record.status = status
         await self.store.update(record.vsid, status)
         state, phase = status.get("status", "queued"), status.get("phase")
-        if state in FINAL and self.sessions is not None:
-            self.sessions.job_ended(record.vsid)
+        if state in FINAL:
+            self._views.pop(record.vsid, None)
+            if self.sessions is not None:
+                self.sessions.job_ended(record.vsid)
         progress = float(status.get("progress") or 0.0)
         now = time.monotonic()
         last = self._emitted.get(record.vsid)
@@ -345,7 +375,15 @@ class VideoService:
                                    "message": "Deleted.", "output": None, "outputs": []})
 
     async def on_agent_event(self, session: RemoteSession, message: dict[str, Any]) -> None:
-        """Keep the stored status current as the agent pushes job events."""
+        """Keep the stored status current as the agent pushes job events; when the
+        agent stops, its jobs' waiters wake to find they must ask elsewhere."""
+        if message.get("event") == "stopped":
+            for job in [job for job, agent in self._views.items() if agent is session.agent]:
+                del self._views[job]
+                changed = self._changed.pop(job, None)
+                if changed is not None:
+                    changed.set()
+            return
         if message.get("event") != "job":
             return
         data = message.get("data") or {}
@@ -354,6 +392,8 @@ class VideoService:
             record = await self.store.get(vsid)
             if record is not None and _reachable(record, session) \
                     and record.status.get("status") not in FINAL:
+                if session.agent is not None and data.get("status") not in FINAL:
+                    self._views[vsid] = session.agent
                 await self._apply(record, data)
 
 

@@ -35,36 +35,47 @@ class RateLimiter:
 
 
 class LoginGuard:
-    """After ``limit`` failed logins from one address, a pause that grows."""
+    """After ``limit`` failed logins of one presented identity from one address
+    within ``WINDOW``, a pause for that identity from that address.
+
+    The identity is what a login claims to be (a user name, or a digest of the
+    token tried), so a script that keeps sending a wrong token pauses itself and
+    nobody else behind the same address (a reverse proxy, a NAT): other users,
+    other tokens and the login cookie go on.  A user name under attack from one
+    address is paused there, for everyone who claims it from there; the
+    alternative is unlimited password guessing.
+    """
 
     WINDOW = 600.0
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._failures: dict[str, list[float]] = {}
+        self._failures: dict[tuple[str, str], list[float]] = {}
 
-    def _recent(self, address: str) -> list[float]:
+    def _recent(self, key: tuple[str, str]) -> list[float]:
         now = time.monotonic()
-        recent = [at for at in self._failures.get(address, []) if now - at < self.WINDOW]
+        recent = [at for at in self._failures.get(key, []) if now - at < self.WINDOW]
         if recent:
-            self._failures[address] = recent
+            self._failures[key] = recent
         else:
-            self._failures.pop(address, None)
+            self._failures.pop(key, None)
         return recent
 
-    def check(self, address: str) -> None:
-        recent = self._recent(address)
+    def check(self, address: str, identity: str) -> None:
+        recent = self._recent((address, identity))
         if len(recent) >= self.limit:
             wait = max(1, math.ceil(self.WINDOW - (time.monotonic() - recent[0])))
             raise errors.TooManyRequests(
-                "Too many failed logins from this address.",
-                hint=f"Retry after {wait} s.", headers={"Retry-After": str(wait)})
+                "Too many failed logins with these credentials from this address.",
+                hint=f"Retry after {wait} s, with the right credentials.",
+                headers={"Retry-After": str(wait)})
 
-    def failed(self, address: str) -> None:
-        self._recent(address)
-        self._failures.setdefault(address, []).append(time.monotonic())
+    def failed(self, address: str, identity: str) -> None:
+        key = (address, identity)
+        self._recent(key)
+        self._failures.setdefault(key, []).append(time.monotonic())
         if len(self._failures) > 100_000:
             self._failures.clear()
 
-    def succeeded(self, address: str) -> None:
-        self._failures.pop(address, None)
+    def succeeded(self, address: str, identity: str) -> None:
+        self._failures.pop((address, identity), None)

@@ -95,6 +95,7 @@ class RemoteSession:
                 "work_dir": hello.get("work_dir"),
                 "work_dir_free": hello.get("work_dir_free"),
                 "ffmpeg": hello.get("ffmpeg"),
+                "encode_nice": hello.get("encode_nice"),
                 "capabilities": hello.get("capabilities"),
                 **self.transport.describe(),
             }
@@ -166,7 +167,8 @@ class SessionManager:
                          "(its host key must be known).")
             cache = os.path.join(self.config.server.data_dir, "agent")
             transport: Transport = LocalTransport(
-                cache, local_ffmpeg(self.config.local.ffmpeg), self.config.local.work_dir)
+                cache, local_ffmpeg(self.config.local.ffmpeg), self.config.local.work_dir,
+                self.config.local.nice)
             return await self._open(owner, hostname, port, username or getpass.getuser(),
                                     transport, want_agent)
         if not interactive:

@@ -367,14 +367,16 @@ class Setup:
     commands: list[list[str]] = field(default_factory=list)
     ffmpeg: str = ""
     candidates: list[str] = field(default_factory=list)  # Pythons to try, in order
+    nice: int = 0  # the encodes' CPU priority
 
     @classmethod
     def for_host(cls, target: Hop, config: Config) -> Setup:
         names = [target.profile.python, config.ssh.python, "python3",
                  *(f"python3.{minor}" for minor in range(14, 5, -1)),
                  "/usr/bin/python3", "/usr/local/bin/python3"]
+        nice = config.ssh.nice if target.profile.nice is None else target.profile.nice
         return cls([list(step) for step in target.profile.setup], target.profile.ffmpeg,
-                   [name for name in dict.fromkeys(names) if name])
+                   [name for name in dict.fromkeys(names) if name], nice)
 
     def shell(self, script: str) -> str:
         """``script`` (sh syntax) after the set-up, for the user's login shell,
@@ -754,7 +756,7 @@ class SSHTransport(Transport):
 
     async def start_agent(self, nonce: str) -> SSHChannel:
         return await self._exec("serve", "--nonce", nonce, "--work-dir", self.work_dir,
-                                label="agent")
+                                "--nice", str(self.setup.nice), label="agent")
 
     async def open_stream(self, path: str, offset: int, length: int) -> StreamChannel:
         nonce = secrets.token_hex(8)

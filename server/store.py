@@ -4,11 +4,16 @@ SQLite runs behind one worker thread, so the event loop never waits on disk.
 A job's record is what survives a server restart: owner, host, the session
 that created it, and the last status the agent reported.  Events are the
 numbered history that progress streams replay (``Last-Event-ID``).
+
+This process is the only writer, so recently used records and each job's
+latest events are also kept in memory, written through: a status request or
+a progress stream's next event costs no trip to the database thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import sqlite3
@@ -72,6 +77,9 @@ CREATE TABLE IF NOT EXISTS job_events (
 """
 _COLUMNS = ("vsid, sid, owner, hostname, username, content_type, frames, state, status, "
             "created, updated, port, hooks")
+CACHED_RECORDS = 4096     # job records kept in memory, least recently used dropped
+CACHED_EVENT_JOBS = 1024  # jobs whose latest events are kept in memory
+CACHED_EVENTS = 16        # latest events kept per job (older ones come from SQLite)
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -120,6 +128,11 @@ class JobStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobstore")
         self._db: sqlite3.Connection | None = None
         self._path = path
+        self._records: collections.OrderedDict[str, JobRecord] = collections.OrderedDict()
+        self._writes = 0  # record updates so far: a read that raced one is not cached
+        self._events: collections.OrderedDict[str, collections.deque[JobEvent]] = \
+            collections.OrderedDict()
+        self._last_seq: dict[str, int] = {}
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -131,17 +144,36 @@ class JobStore:
                 return work(self._db)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
+    def _remember(self, record: JobRecord) -> JobRecord:
+        self._records[record.vsid] = record
+        self._records.move_to_end(record.vsid)
+        while len(self._records) > CACHED_RECORDS:
+            self._records.popitem(last=False)
+        return record
+
     async def add(self, record: JobRecord) -> None:
         await self._run(lambda db: db.execute(
             f"INSERT INTO jobs ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (record.vsid, record.sid, record.owner, record.hostname, record.username,
              record.content_type, record.frames, record.state, json.dumps(record.status),
              record.created, record.updated, record.port, json.dumps(record.hooks))))
+        self._remember(record)
 
     async def get(self, vsid: str) -> JobRecord | None:
+        """The job's record; the same object for every caller while it is cached."""
+        cached = self._records.get(vsid)
+        if cached is not None:
+            self._records.move_to_end(vsid)
+            return cached
+        writes = self._writes
         row = await self._run(lambda db: db.execute(
             f"SELECT {_COLUMNS} FROM jobs WHERE vsid = ?", (vsid,)).fetchone())
-        return None if row is None else JobRecord.from_row(row)
+        if row is None:
+            return None
+        if vsid in self._records:  # another reader got there first
+            return self._records[vsid]
+        record = JobRecord.from_row(row)
+        return self._remember(record) if writes == self._writes else record
 
     async def find(self, owner: str | None, *, hostname: str | None = None, port: int | None = None,
                    username: str | None = None, states: list[str] | None = None,
@@ -177,22 +209,49 @@ class JobStore:
         return [JobRecord.from_row(row) for row in rows]
 
     async def update(self, vsid: str, status: dict[str, Any]) -> None:
+        now = time.time()
+        self._writes += 1
+        cached = self._records.get(vsid)
+        if cached is not None:
+            cached.status, cached.state, cached.updated = \
+                status, status.get("status", "unknown"), now
         await self._run(lambda db: db.execute(
             "UPDATE jobs SET state = ?, status = ?, updated = ? WHERE vsid = ?",
-            (status.get("status", "unknown"), json.dumps(status), time.time(), vsid)))
+            (status.get("status", "unknown"), json.dumps(status), now, vsid)))
 
     async def add_event(self, vsid: str, data: dict[str, Any]) -> JobEvent:
         """Append an event to a job's history; its ``seq`` is the next number."""
+        counters = self._last_seq  # touched on the database thread only
+
         def insert(db: sqlite3.Connection) -> JobEvent:
-            row = db.execute("SELECT COALESCE(MAX(seq), 0) FROM job_events WHERE vsid = ?",
-                             (vsid,)).fetchone()
-            event = JobEvent(int(row[0]) + 1, time.time(), data)
+            seq = counters.get(vsid)
+            if seq is None:
+                seq = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM job_events "
+                                     "WHERE vsid = ?", (vsid,)).fetchone()[0])
+            event = JobEvent(seq + 1, time.time(), data)
             db.execute("INSERT INTO job_events VALUES (?,?,?,?)",
                        (vsid, event.seq, event.at, json.dumps(data)))
+            if len(counters) > CACHED_RECORDS:
+                counters.clear()
+            counters[vsid] = event.seq
             return event
-        return await self._run(insert)
+        event = await self._run(insert)
+        recent = self._events.get(vsid)
+        if recent is None or (recent and recent[-1].seq != event.seq - 1):
+            recent = self._events[vsid] = collections.deque(maxlen=CACHED_EVENTS)
+        recent.append(event)
+        self._events.move_to_end(vsid)
+        while len(self._events) > CACHED_EVENT_JOBS:
+            self._events.popitem(last=False)
+        return JobEvent(event.seq, event.at, event.data)
 
     async def events(self, vsid: str, after: int = 0) -> list[JobEvent]:
+        """The job's events after ``after``, oldest first (new objects: callers may
+        change them)."""
+        recent = self._events.get(vsid)
+        if recent and after >= recent[0].seq - 1:
+            return [JobEvent(event.seq, event.at, event.data) for event in recent
+                    if event.seq > after]
         rows = await self._run(lambda db: db.execute(
             "SELECT seq, at, data FROM job_events WHERE vsid = ? AND seq > ? ORDER BY seq",
             (vsid, after)).fetchall())

@@ -225,8 +225,10 @@ class LocalTransport(Transport):
 
     kind = "local"
 
-    def __init__(self, cache_dir: str, ffmpeg: str | None, work_dir: str = "") -> None:
+    def __init__(self, cache_dir: str, ffmpeg: str | None, work_dir: str = "",
+                 nice: int = 0) -> None:
         self.agent_path = bundle.build().write_to(cache_dir)
+        self.nice = nice
         self.env = dict(os.environ)
         if ffmpeg:
             self.env["FRAMEWIRE_FFMPEG"] = ffmpeg
@@ -245,7 +247,8 @@ class LocalTransport(Transport):
         return channel
 
     async def start_agent(self, nonce: str) -> ByteChannel:
-        return await self._spawn("serve", "--nonce", nonce, label="local agent")
+        return await self._spawn("serve", "--nonce", nonce, "--nice", str(self.nice),
+                                 label="local agent")
 
     async def open_stream(self, path: str, offset: int, length: int) -> ByteChannel:
         nonce = secrets.token_hex(8)

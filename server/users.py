@@ -117,6 +117,14 @@ class UserFile:
         self._stamp: tuple[float, int] | None = None
         self._users: dict[str, User] = {}
 
+    def stamp(self) -> tuple[int, int] | None:
+        """The users file's modification time and size (None: no file)."""
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return info.st_mtime_ns, info.st_size
+
     def users(self) -> dict[str, User]:
         try:
             info = os.stat(self.path)
@@ -231,8 +239,23 @@ class TokenStore:
 
     def __init__(self, database: str) -> None:
         self.database = database
+        # Touched whenever a token is revoked, by any process (the server, or
+        # framewire token revoke): a server that remembers verified tokens sees it.
+        self.marker = database + ".revoked"
         self._touched: dict[str, float] = {}
         self._ready = False
+
+    def stamp(self) -> int:
+        """When a token was last revoked (0: never); cheap enough for every request."""
+        try:
+            return os.stat(self.marker).st_mtime_ns
+        except OSError:
+            return 0
+
+    def _revoked(self) -> None:
+        with open(self.marker, "a"):
+            pass
+        os.utime(self.marker)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -268,11 +291,17 @@ class TokenStore:
             cursor = db.execute(
                 "DELETE FROM api_tokens WHERE id = ?" + (" AND owner = ?" if owner else ""),
                 (token_id, owner) if owner else (token_id,))
+        if cursor.rowcount > 0:
+            self._revoked()
         return cursor.rowcount > 0
 
     def revoke_all(self, owner: str) -> int:
         with self._connect() as db:
-            return db.execute("DELETE FROM api_tokens WHERE owner = ?", (owner,)).rowcount
+            count = int(db.execute("DELETE FROM api_tokens WHERE owner = ?",
+                                   (owner,)).rowcount)
+        if count:
+            self._revoked()
+        return count
 
     def owner_of(self, token: str) -> str | None:
         """The user a token belongs to, or None for a wrong or revoked token."""

@@ -356,6 +356,13 @@ function follow(sid, vsid) {
       finished(status);
     }
   });
+  stream.addEventListener("end", (event) => {
+    // The stream cannot go on (its agent stopped): the job does.
+    stream.close();
+    const end = JSON.parse(event.data);
+    showError("progress-error", { message: end.message,
+                                  hint: "Reload the page or connect again to follow it." });
+  });
   stream.onerror = () => {
     if (stream.readyState === EventSource.CLOSED) {
       showError("progress-error", { message: "Lost the progress stream.",

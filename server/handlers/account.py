@@ -89,14 +89,15 @@ class LoginHandler(ApiHandler):
         else:
             name = self.get_body_argument("username", "")
             secret = self.get_body_argument("password", "")
-        logins.check(address)
+        claimed = self.auth.presented_login(name or "", secret or "")
+        logins.check(address, claimed)
         if self.auth.multi_user and not USERNAME.match(name or ""):
             identity = None
         else:
             identity = await self.auth.password_login_async(name, secret)
         del secret
         if identity is None:
-            logins.failed(address)
+            logins.failed(address, claimed)
             audit("login-failed", user=name if USERNAME.match(name or "") else "?",
                   via="login", ip=address)
             message = ("Wrong user name or password." if self.auth.multi_user
@@ -106,7 +107,7 @@ class LoginHandler(ApiHandler):
                                           hint="Check the user name and password.")
             self._page(message, status=401)
             return
-        logins.succeeded(address)
+        logins.succeeded(address, claimed)
         self.sign_in(identity)
         audit("login", user=identity.name, via="login", ip=address)
         if self._is_json():
@@ -155,14 +156,15 @@ class SlycatLoginHandler(ApiHandler):
         name, secret = _base64_text(body, "user_name"), _base64_text(body, "password")
         address = self.request.remote_ip or "?"
         logins = self.services.logins
-        logins.check(address)
+        claimed = self.auth.presented_login(name or "", secret or "")
+        logins.check(address, claimed)
         identity = None
         if name is not None and secret is not None and (
                 not self.auth.multi_user or USERNAME.match(name)):
             identity = await self.auth.password_login_async(name, secret)
         del secret
         if identity is None:
-            logins.failed(address)
+            logins.failed(address, claimed)
             audit("login-failed", user=name if name and USERNAME.match(name) else "?",
                   via="slycat-login", ip=address)
             raise errors.NotFound(
@@ -170,7 +172,7 @@ class SlycatLoginHandler(ApiHandler):
                 else "Wrong server token.", code="login-failed",
                 hint="Send user_name and password base64-encoded; in token mode the "
                      "password is the server token.")
-        logins.succeeded(address)
+        logins.succeeded(address, claimed)
         self.sign_in(identity)
         audit("login", user=identity.name, via="slycat-login", ip=address)
         self.write_json({"success": True, "target": "/"})

@@ -16,6 +16,8 @@ from ..services import Services
 log = logging.getLogger(__name__)
 DISCARD_CAP = 64 << 20  # bytes read and dropped to answer 413 cleanly
 MAX_JSON_DEPTH = 32  # nesting levels of a request body; no option needs more than 6
+MAX_HEADER_BYTES = 64 << 10  # a request line and headers over this are a 431
+HEADER_READ_LIMIT = 1 << 20  # the HTTP server reads this much of them, then closes
 MAX_REASON = 300  # characters of a message in the status line
 EMPTY_TYPE = "text/plain; charset=UTF-8"  # the Content-Type of a success without a body
 
@@ -35,19 +37,40 @@ def reason_phrase(message: str) -> str:
     return text if len(text) <= MAX_REASON else text[:MAX_REASON - 3] + "..."
 
 
-def json_depth_exceeds(data: Any, limit: int) -> bool:
-    """Whether ``data`` nests lists and objects deeper than ``limit`` (no recursion)."""
-    level: list[tuple[Any, int]] = [(data, 1)]
-    while level:
-        value, depth = level.pop()
-        children = value.values() if isinstance(value, dict) else \
-            value if isinstance(value, list) else ()
-        for child in children:
-            if isinstance(child, (dict, list)):
-                if depth + 1 > limit:
-                    return True
-                level.append((child, depth + 1))
+def _surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
     return False
+
+
+def check_json(data: Any) -> None:
+    """Refuse a parsed body nested deeper than ``MAX_JSON_DEPTH`` or holding a string
+    that is not text (a lone UTF-16 surrogate such as ``"\\ud800"``: valid JSON,
+    but no file name or option can hold it), naming where (no recursion)."""
+    level: list[tuple[Any, int, str]] = [(data, 1, "")]
+    while level:
+        value, depth, where = level.pop()
+        items: Any = value.items() if isinstance(value, dict) else \
+            enumerate(value) if isinstance(value, list) else ()
+        for key, child in items:
+            field = f"{where}.{key}" if where else str(key)
+            if isinstance(key, str) and _surrogate(key):
+                raise _not_text(where or "body", "a name in it")
+            if isinstance(child, str) and _surrogate(child):
+                raise _not_text(field, "it")
+            if isinstance(child, (dict, list)):
+                if depth + 1 > MAX_JSON_DEPTH:
+                    raise _too_deep()
+                level.append((child, depth + 1, field))
+
+
+def _not_text(field: str, what: str) -> errors.ValidationError:
+    return errors.ValidationError(
+        field, f"{field} is not text: {what} holds a lone UTF-16 surrogate (such as "
+               "\\ud800), which no file name or option can contain.",
+        hint="Send the string as UTF-8 text; \\ud83d\\ude00 pairs are fine, halves are not.")
 
 
 @tornado.web.stream_request_body
@@ -85,10 +108,11 @@ class ApiHandler(tornado.web.RequestHandler):
         A wrong Authorization header never falls back to a cookie.
         """
         address = self.request.remote_ip or "?"
-        self.services.logins.check(address)
+        claimed = self.auth.presented(header)
+        self.services.logins.check(address, claimed)
         identity = await self.auth.from_header_async(header)
         if identity is None:
-            self.services.logins.failed(address)
+            self.services.logins.failed(address, claimed)
             audit("login-failed", via=header.partition(" ")[0].lower()[:16], ip=address)
         self._identity, self._identified = identity, True
 
@@ -151,6 +175,7 @@ class ApiHandler(tornado.web.RequestHandler):
 
     async def prepare(self) -> None:
         try:
+            self.limit_headers()
             header = self.request.headers.get("Authorization")
             if header:
                 await self._identify_from_header(header)
@@ -198,12 +223,27 @@ class ApiHandler(tornado.web.RequestHandler):
         return ("Send the server token as 'Authorization: Bearer TOKEN' "
                 "(it is printed when the server starts).")
 
+    def limit_headers(self) -> None:
+        """431 for a request line and headers over ``MAX_HEADER_BYTES`` (the server
+        reads up to ``HEADER_READ_LIMIT`` to say so; past that it closes)."""
+        size = len(self.request.uri or "") + sum(
+            len(name) + len(value) + 4 for name, value in self.request.headers.get_all())
+        if size > MAX_HEADER_BYTES:
+            raise errors.HeadersTooLarge(
+                f"The request's headers are {size} bytes; the limit is {MAX_HEADER_BYTES}.",
+                hint="Send fewer or shorter headers (a cookie jar grown large, a long "
+                     "Authorization value?).")
+
     def limit_body(self) -> None:
         """Refuse a body over ``[limits] max_body_bytes`` from its Content-Length."""
         limit = self.services.config.limits.max_body_bytes
         length = self.request.headers.get("Content-Length")
-        if length is not None and (not length.isascii() or not length.isdigit()
-                                   or int(length) > limit):
+        if length is not None and not (length.isascii() and length.isdigit()):
+            raise errors.BadRequest(
+                f"The Content-Length header is invalid: {length[:40]!r} is not a number "
+                "of bytes.", code="bad-content-length",
+                hint="Send the body's length in bytes, or leave the header to the client.")
+        if length is not None and int(length) > limit:
             raise errors.PayloadTooLarge(
                 f"The request body is over the limit of {limit} bytes.",
                 hint="Send fewer images per request, or use an images pattern "
@@ -242,8 +282,7 @@ class ApiHandler(tornado.web.RequestHandler):
             raise errors.BadRequest("The request body is not valid JSON.",
                                     hint="Send a JSON object with Content-Type: "
                                          "application/json.") from None
-        if json_depth_exceeds(data, MAX_JSON_DEPTH):
-            raise _too_deep()
+        check_json(data)
         if not isinstance(data, dict):
             raise errors.BadRequest("The request body must be a JSON object.")
         return data

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from typing import Any
 from urllib.parse import urlencode
 
 from tornado.iostream import StreamClosedError
@@ -117,7 +118,9 @@ class VideoEventsHandler(ApiHandler):
 
     Every event is a whole status with an increasing id; a client that
     reconnects with ``Last-Event-ID`` gets exactly the events it missed.  The
-    stream ends after the event that carries the job's final status.
+    stream ends after the event that carries the job's final status, or with
+    an ``end`` event that says why it cannot go on (the session's agent
+    stopped, the session expired) while the job itself goes on.
     """
 
     async def get(self, sid: str, vsid: str) -> None:
@@ -138,24 +141,45 @@ class VideoEventsHandler(ApiHandler):
         deadline = time.monotonic() + MAX_STREAM_SECONDS
         try:
             while time.monotonic() < deadline:
-                session = self.services.sessions.get(self.user, sid)  # keeps it alive
-                events, ended = await self.services.videos.events(session, vsid, after)
+                try:
+                    session = self.services.sessions.get(self.user, sid)  # keeps it alive
+                    events, ended = await self.services.videos.events(session, vsid, after)
+                except errors.FramewireError as error:
+                    # Headers went out long ago: the stream ends in words, not a reset.
+                    self._send(ndjson, None, "end", stream_end(error, vsid, after))
+                    break
                 for event in events:
-                    data = json.dumps(event.data)
-                    if ndjson:
-                        self.write(json.dumps({"id": event.seq, "event": "status",
-                                               "data": event.data}) + "\n")
-                    else:
-                        self.write(f"id: {event.seq}\nevent: status\ndata: {data}\n\n")
+                    self._send(ndjson, event.seq, "status", event.data)
                     after = event.seq
                 if not events and not ndjson:
                     self.write(": keep-alive\n\n")
                 await self.flush()
                 if ended:
                     break
+            await self.flush()
         except StreamClosedError:
             return
         self.finish()
+
+    def _send(self, ndjson: bool, seq: int | None, name: str, data: dict[str, Any]) -> None:
+        if ndjson:
+            self.write(json.dumps({"id": seq, "event": name, "data": data}) + "\n")
+        else:
+            line = "" if seq is None else f"id: {seq}\n"
+            self.write(f"{line}event: {name}\ndata: {json.dumps(data)}\n\n")
+
+
+def stream_end(error: errors.FramewireError, vsid: str, after: int) -> dict[str, Any]:
+    """The last word of a progress stream that cannot go on: why, and that the job
+    does, and how to follow it again from the last event seen."""
+    return {
+        "reason": error.code,
+        "message": f"The progress stream ended: {error.message} The job goes on.",
+        "hint": "Open a session to the same host account (POST /remotes) and follow the "
+                f"job again from event {after}: GET /remotes/NEW_SID/videos/{vsid}/events "
+                f"with Last-Event-ID: {after}.",
+        "last_event_id": after,
+    }
 
 
 class WebhookSecretHandler(ApiHandler):
@@ -216,13 +240,13 @@ class VideoHandler(ApiHandler):
 
 VSID = r"([^/]+)"
 routes = [
+    (rf"/remotes/{SID}/videos/{VSID}/status/?", VideoStatusHandler),
+    (rf"/remotes/{SID}/videos/{VSID}/events/?", VideoEventsHandler),
     (r"/videos/?", AllVideosHandler),
     (r"/webhooks/secret/?", WebhookSecretHandler),
     (rf"/remotes/{SID}/videos/{VSID}/webhooks/?", VideoWebhooksHandler),
     (rf"/remotes/{SID}/videos/{VSID}/webhooks/([^/]+)/replay/?", WebhookReplayHandler),
     (rf"/remotes/{SID}/videos/?", VideosHandler),
-    (rf"/remotes/{SID}/videos/{VSID}/status/?", VideoStatusHandler),
-    (rf"/remotes/{SID}/videos/{VSID}/events/?", VideoEventsHandler),
     (rf"/remotes/{SID}/videos/{VSID}/cancel/?", VideoCancelHandler),
     (rf"/remotes/{SID}/videos/{VSID}/outputs/([^/]+)/?", OutputHandler),
     (rf"/remotes/{SID}/videos/{VSID}/?", VideoHandler),

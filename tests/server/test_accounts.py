@@ -151,9 +151,10 @@ def test_basic_auth_for_slycat_clients_and_its_xsrf_rule(
         assert post.headers["X-Slycat-Message"] == "hostname is required."
 
 
-def test_failed_logins_pause_the_address(make_server: Callable[..., LiveServer]) -> None:
+def test_failed_logins_pause_the_name_they_claim(make_server: Callable[..., LiveServer]
+                                                ) -> None:
     server = users_server(make_server, ("alice", "alice-password", "user"),
-                          auth={"max_failed_logins": 3})
+                          ("bob", "bob-password", "user"), auth={"max_failed_logins": 3})
     for _ in range(3):
         assert requests.get(server.url + "/me", headers=basic("alice", "guess"),
                             timeout=30).status_code == 401
@@ -161,7 +162,47 @@ def test_failed_logins_pause_the_address(make_server: Callable[..., LiveServer])
                           timeout=30)
     assert paused.status_code == 429
     assert 1 <= int(paused.headers["Retry-After"]) <= 600
-    assert paused.headers["X-Slycat-Message"] == "Too many failed logins from this address."
+    assert paused.headers["X-Slycat-Message"] == (
+        "Too many failed logins with these credentials from this address.")
+    # Somebody else from the same address is not paused.
+    assert requests.get(server.url + "/me", headers=basic("bob", "bob-password"),
+                        timeout=30).json()["user"] == "bob"
+
+
+def test_a_failing_token_behind_a_proxy_locks_out_itself_not_the_site(
+        make_server: Callable[..., LiveServer]) -> None:
+    # Behind a reverse proxy every request comes from its address (here 127.0.0.1).
+    server = users_server(make_server, ("alice", "alice-password", "user"),
+                          ("bob", "bob-password", "user"),
+                          auth={"trusted_header": "Remote-User",
+                                "trusted_proxies": ["127.0.0.1/32"]})
+    token = requests.post(server.url + "/tokens", json={"name": "script"},
+                          headers=basic("alice", "alice-password"), timeout=30).json()["token"]
+    wrong = {"Authorization": "Bearer fwt_000000000000_not-a-real-token"}
+    for _ in range(10):
+        assert requests.get(server.url + "/me", headers=wrong, timeout=30).status_code == 401
+    throttled = requests.get(server.url + "/me", headers=wrong, timeout=30)
+    assert throttled.status_code == 429 and "Retry-After" in throttled.headers
+    # Everybody else behind the proxy goes on: a valid token, Basic, the proxy's header.
+    good = requests.get(server.url + "/me", headers={"Authorization": f"Bearer {token}"},
+                        timeout=30)
+    assert good.status_code == 200 and good.json()["user"] == "alice"
+    assert requests.get(server.url + "/me", headers=basic("bob", "bob-password"),
+                        timeout=30).json()["user"] == "bob"
+    assert requests.get(server.url + "/me", headers={"Remote-User": "bob"},
+                        timeout=30).json()["via"] == "header"
+    assert requests.get(server.url + "/me", headers=wrong, timeout=30).status_code == 429
+
+
+def test_a_failing_token_does_not_stop_the_server_token(server: LiveServer) -> None:
+    wrong = {"Authorization": "Bearer not-the-token"}
+    for _ in range(10):
+        assert requests.get(server.url + "/videos", headers=wrong, timeout=30).status_code \
+            == 401
+    assert requests.get(server.url + "/videos", headers=wrong, timeout=30).status_code == 429
+    right = requests.get(server.url + "/videos",
+                         headers={"Authorization": f"Bearer {server.token}"}, timeout=30)
+    assert right.status_code == 200
 
 
 def test_trusted_proxy_header_is_off_by_default(make_server: Callable[..., LiveServer]

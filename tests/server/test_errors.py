@@ -342,3 +342,52 @@ def test_a_deeply_nested_body_is_a_400(server: LiveServer, remote: str) -> None:
     nested = {"content-type": "video/mp4", "images": [[[[[["/x.png"]]]]]]}
     response = server.post_json(f"/remotes/{remote}/videos", nested)
     assert response.status_code == 400 and error_of(response)["code"] != "too-deep"
+
+
+def raw_request(server: LiveServer, data: bytes) -> bytes:
+    """Send bytes as they are (no client fixes them up) and read the whole answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        answer = b""
+        try:
+            connection.sendall(data)
+            while chunk := connection.recv(1 << 16):
+                answer += chunk
+        except (TimeoutError, ConnectionResetError, BrokenPipeError):
+            pass  # the server closed the connection (as it may) before or after answering
+    return answer
+
+
+def test_hostile_inputs_are_clear_4xx(server: LiveServer, remote: str) -> None:
+    # A lone surrogate is valid JSON but no path: the field is named, nothing reaches
+    # the agent (which could not encode it).
+    body = b'{"content-type": "video/mp4", "images": ["/data/\\ud800.png"]}'
+    response = server.request("POST", f"/remotes/{remote}/videos", data=body,
+                              headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert error_of(response)["source"]["pointer"] == "/images/0"
+    assert response.headers["X-Slycat-Message"].startswith(
+        "images.0 is not text: it holds a lone UTF-16 surrogate")
+    key = server.request("POST", f"/remotes/{remote}/browse/tmp",
+                         data=b'{"file-allow": {"\\udfff": 1}}',
+                         headers={"Content-Type": "application/json"})
+    assert key.status_code == 400 and "file-allow is not text" in key.headers[
+        "X-Slycat-Message"]
+    # Content-Length that is not a number of bytes: 400 saying so, not "too large".
+    for length in (b"abc", b"-1"):
+        answer = raw_request(server, b"POST /remotes/%s/videos HTTP/1.1\r\nHost: x\r\n"
+                             b"Authorization: Bearer %s\r\nContent-Length: %s\r\n\r\n{}"
+                             % (remote.encode(), server.token.encode(), length))
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+        assert b"X-Slycat-Message: The Content-Length header is invalid: '%s' is not a " \
+               b"number of bytes." % length in answer
+    # Headers over 64 KiB: 431; over the 1 MiB the server reads, the connection closes.
+    big = server.request("GET", "/videos", headers={"X-Padding": "a" * 70_000})
+    assert big.status_code == 431
+    assert big.headers["X-Slycat-Message"].startswith("The request's headers are ")
+    assert error_of(big)["code"] == "headers-too-large"
+    huge = raw_request(server, b"GET /videos HTTP/1.1\r\nHost: x\r\nX-Padding: "
+                       + b"a" * (2 << 20) + b"\r\n\r\n")
+    assert huge == b""
+    assert server.request("GET", "/videos").status_code == 200, "and the server goes on"
