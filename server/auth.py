@@ -87,6 +87,10 @@ class Authenticator:
             self._headers[key] = (now + HEADER_CACHE_SECONDS, stamp, identity)
         return identity
 
+    def close(self) -> None:
+        """Stop the authentication threads (after the server stopped serving)."""
+        self._pool.shutdown(wait=True)
+
     async def password_login_async(self, name: str, password: str) -> Identity | None:
         """:meth:`password_login` on the authentication threads."""
         return await asyncio.get_running_loop().run_in_executor(

@@ -1,4 +1,5 @@
-"""The services a handler can reach, built once per application."""
+"""The services a handler can reach, built once per application, each given its
+collaborators in its constructor, in dependency order."""
 
 from __future__ import annotations
 
@@ -6,58 +7,61 @@ from dataclasses import dataclass
 
 from .auth import Authenticator
 from .config import Config
-from .delivery import Uploader
-from .jobs import VideoService
+from .events import Events
+from .jobs.followup import FollowUp
+from .jobs.retention import RetentionService
+from .jobs.service import JobService
 from .limits import LoginGuard, RateLimiter
-from .outgoing import OutgoingPolicy
-from .reattach import Reattacher
-from .retention import RetentionService
-from .sessions import SessionManager
+from .outbound.policy import OutgoingPolicy
+from .outbound.uploads import Uploader
+from .outbound.webhooks import WebhookService
+from .remote.files import RemoteFiles
+from .remote.sessions import SessionManager
 from .store import JobStore
-from .webhooks import WebhookService
 
 
 @dataclass
 class Services:
     config: Config
     auth: Authenticator
+    events: Events
+    store: JobStore
     sessions: SessionManager
-    jobs: JobStore
-    videos: VideoService
+    files: RemoteFiles
+    jobs: JobService
     webhooks: WebhookService
     retention: RetentionService
-    reattacher: Reattacher
+    followup: FollowUp
     rate: RateLimiter
     logins: LoginGuard
 
     @classmethod
     def build(cls, config: Config) -> Services:
-        jobs = JobStore(config.database)
-        sessions_box: list[SessionManager] = []
-        uploader = Uploader(jobs, lambda record: sessions_box[0].live_for(
-            record.owner, record.hostname, record.port, record.username),
-            OutgoingPolicy(config.outgoing))
-        webhooks = WebhookService(jobs, config, uploader)
-        videos = VideoService(jobs, webhooks, config.webhooks.default_timeout, config.limits)
-        sessions = SessionManager(config, videos.on_agent_event)
-        sessions_box.append(sessions)
-        videos.sessions = sessions
-        retention = RetentionService(jobs, config, videos, sessions)
-        sessions.on_open = retention.sweep
-        return cls(config, Authenticator(config), sessions, jobs, videos,
-                   webhooks, retention, Reattacher(jobs, config, sessions, videos),
-                   RateLimiter(config.limits.requests_per_minute),
-                   LoginGuard(config.auth.max_failed_logins))
+        events = Events()
+        store = JobStore(config.database)
+        sessions = SessionManager(config, events)
+        policy = OutgoingPolicy(config.outgoing)
+        uploader = Uploader(store, sessions, policy)
+        webhooks = WebhookService(store, config, uploader, policy)
+        jobs = JobService(store, sessions, webhooks, uploader, events, config)
+        return cls(config=config, auth=Authenticator(config), events=events, store=store,
+                   sessions=sessions, files=RemoteFiles(), jobs=jobs, webhooks=webhooks,
+                   retention=RetentionService(store, config, jobs, sessions, events),
+                   followup=FollowUp(store, config, sessions, jobs),
+                   rate=RateLimiter(config.limits.requests_per_minute),
+                   logins=LoginGuard(config.auth.max_failed_logins))
 
     def start(self) -> None:
         self.sessions.start()
         self.webhooks.start()
         self.retention.start()
-        self.reattacher.start()
+        self.followup.start()
 
     async def close(self) -> None:
-        await self.reattacher.close()
+        await self.followup.close()
         await self.retention.close()
         await self.webhooks.close()
+        await self.events.close()
         await self.sessions.close_all()
-        await self.jobs.close()
+        await self.store.close()
+        self.auth.close()

@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
+from .records import Delivery, JobHooks, JobState, JobStatus, UploadPlan
+
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -38,7 +40,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created REAL NOT NULL,
     updated REAL NOT NULL,
     port INTEGER NOT NULL DEFAULT 22,
-    hooks TEXT NOT NULL DEFAULT '{}'
+    hooks TEXT NOT NULL DEFAULT '{}',
+    delete_requested INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -52,7 +55,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     state TEXT NOT NULL,
     attempts TEXT NOT NULL,
     next_at REAL NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    plan TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_at);
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -76,50 +80,82 @@ CREATE TABLE IF NOT EXISTS job_events (
 );
 """
 _COLUMNS = ("vsid, sid, owner, hostname, username, content_type, frames, state, status, "
-            "created, updated, port, hooks")
+            "created, updated, port, hooks, delete_requested")
+_DELIVERY_COLUMNS = ("id, vsid, owner, kind, urls, body, timeout, state, attempts, next_at, "
+                     "created, plan")
 CACHED_RECORDS = 4096     # job records kept in memory, least recently used dropped
 CACHED_EVENT_JOBS = 1024  # jobs whose latest events are kept in memory
 CACHED_EVENTS = 16        # latest events kept per job (older ones come from SQLite)
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """Add the columns a store written by an earlier version lacks."""
-    present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    """Add what a store written by an earlier version lacks."""
+    present = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
     for column, kind in (("port", "INTEGER NOT NULL DEFAULT 22"),
-                         ("hooks", "TEXT NOT NULL DEFAULT '{}'")):
+                         ("hooks", "TEXT NOT NULL DEFAULT '{}'"),
+                         ("delete_requested", "INTEGER NOT NULL DEFAULT 0")):
         if column not in present:
             db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+    if "delete_requested" not in present:  # it used to ride inside the status
+        for row in db.execute("SELECT vsid, status FROM jobs WHERE status LIKE "
+                              "'%\"delete_requested\": true%'").fetchall():
+            status = json.loads(row["status"])
+            status.pop("delete_requested", None)
+            db.execute("UPDATE jobs SET status = ?, delete_requested = 1 WHERE vsid = ?",
+                       (json.dumps(status), row["vsid"]))
+    delivered = {row["name"] for row in db.execute("PRAGMA table_info(deliveries)")}
+    if "plan" not in delivered:  # upload plans used to be JSON inside the body
+        db.execute("ALTER TABLE deliveries ADD COLUMN plan TEXT")
+        db.execute("UPDATE deliveries SET plan = body, body = '' WHERE kind = 'upload'")
 
 
 @dataclass
 class JobRecord:
+    """A job as the server keeps it: who, where, and the last status it knows."""
+
     vsid: str
-    sid: str
+    sid: str  # the session that created it
     owner: str
     hostname: str
+    port: int
     username: str
     content_type: str
     frames: int
     state: str
-    status: dict[str, Any]
+    status: JobStatus
     created: float
     updated: float
-    port: int = 22
-    hooks: dict[str, Any] = field(default_factory=dict)
+    hooks: JobHooks = field(default_factory=lambda: JobHooks())
+    delete_requested: bool = False  # deletion asked while no session could do it
 
     @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> JobRecord:
-        values = list(row)
-        values[8] = json.loads(values[8])
-        values[12] = json.loads(values[12])
-        return cls(*values)
+    def from_row(cls, row: sqlite3.Row) -> JobRecord:
+        return cls(vsid=row["vsid"], sid=row["sid"], owner=row["owner"],
+                   hostname=row["hostname"], port=row["port"], username=row["username"],
+                   content_type=row["content_type"], frames=row["frames"],
+                   state=row["state"], status=json.loads(row["status"]),
+                   created=row["created"], updated=row["updated"],
+                   hooks=json.loads(row["hooks"]),
+                   delete_requested=bool(row["delete_requested"]))
+
+    @property
+    def job_state(self) -> JobState:
+        return JobState.of(self.state)
+
+
+def _delivery(row: sqlite3.Row) -> Delivery:
+    return Delivery(id=row["id"], vsid=row["vsid"], owner=row["owner"], kind=row["kind"],
+                    urls=json.loads(row["urls"]), timeout=row["timeout"],
+                    state=row["state"], attempts=json.loads(row["attempts"]),
+                    next_at=row["next_at"], created=row["created"], body=row["body"],
+                    plan=UploadPlan.from_json(row["plan"]) if row["plan"] else None)
 
 
 @dataclass
 class JobEvent:
     seq: int
     at: float
-    data: dict[str, Any]
+    data: JobStatus
 
 
 class JobStore:
@@ -138,8 +174,10 @@ class JobStore:
         def call() -> T:
             if self._db is None:
                 self._db = sqlite3.connect(self._path, check_same_thread=False)
+                self._db.row_factory = sqlite3.Row
                 self._db.executescript(_SCHEMA)
-                _migrate(self._db)
+                with self._db:
+                    _migrate(self._db)
             with self._db:
                 return work(self._db)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
@@ -153,10 +191,16 @@ class JobStore:
 
     async def add(self, record: JobRecord) -> None:
         await self._run(lambda db: db.execute(
-            f"INSERT INTO jobs ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (record.vsid, record.sid, record.owner, record.hostname, record.username,
-             record.content_type, record.frames, record.state, json.dumps(record.status),
-             record.created, record.updated, record.port, json.dumps(record.hooks))))
+            f"INSERT INTO jobs ({_COLUMNS}) VALUES (:vsid, :sid, :owner, :hostname, "
+            ":username, :content_type, :frames, :state, :status, :created, :updated, :port, "
+            ":hooks, :delete_requested)",
+            {"vsid": record.vsid, "sid": record.sid, "owner": record.owner,
+             "hostname": record.hostname, "username": record.username,
+             "content_type": record.content_type, "frames": record.frames,
+             "state": record.state, "status": json.dumps(record.status),
+             "created": record.created, "updated": record.updated, "port": record.port,
+             "hooks": json.dumps(record.hooks),
+             "delete_requested": int(record.delete_requested)}))
         self._remember(record)
 
     async def get(self, vsid: str) -> JobRecord | None:
@@ -208,7 +252,17 @@ class JobStore:
         rows = await self._run(lambda db: db.execute(query, states).fetchall())
         return [JobRecord.from_row(row) for row in rows]
 
-    async def update(self, vsid: str, status: dict[str, Any]) -> None:
+    async def request_deletion(self, vsid: str) -> None:
+        """Remember that a finished job's outputs are to be deleted at the next
+        session to its host account."""
+        cached = self._records.get(vsid)
+        if cached is not None:
+            cached.delete_requested = True
+        self._writes += 1
+        await self._run(lambda db: db.execute(
+            "UPDATE jobs SET delete_requested = 1 WHERE vsid = ?", (vsid,)))
+
+    async def update(self, vsid: str, status: JobStatus) -> None:
         now = time.time()
         self._writes += 1
         cached = self._records.get(vsid)
@@ -219,7 +273,7 @@ class JobStore:
             "UPDATE jobs SET state = ?, status = ?, updated = ? WHERE vsid = ?",
             (status.get("status", "unknown"), json.dumps(status), now, vsid)))
 
-    async def add_event(self, vsid: str, data: dict[str, Any]) -> JobEvent:
+    async def add_event(self, vsid: str, data: JobStatus) -> JobEvent:
         """Append an event to a job's history; its ``seq`` is the next number."""
         counters = self._last_seq  # touched on the database thread only
 
@@ -255,14 +309,14 @@ class JobStore:
         rows = await self._run(lambda db: db.execute(
             "SELECT seq, at, data FROM job_events WHERE vsid = ? AND seq > ? ORDER BY seq",
             (vsid, after)).fetchall())
-        return [JobEvent(seq, at, json.loads(data)) for seq, at, data in rows]
+        return [JobEvent(row["seq"], row["at"], json.loads(row["data"])) for row in rows]
 
     # -- per-user settings --------------------------------------------------------
 
     async def expiration_days(self, owner: str) -> float | None:
         row = await self._run(lambda db: db.execute(
             "SELECT expiration_days FROM user_settings WHERE owner = ?", (owner,)).fetchone())
-        return None if row is None else float(row[0])
+        return None if row is None else float(row["expiration_days"])
 
     async def set_expiration_days(self, owner: str, days: float) -> None:
         await self._run(lambda db: db.execute(
@@ -280,7 +334,7 @@ class JobStore:
             row = db.execute("SELECT vsid, digest FROM idempotency WHERE owner = ? AND key = ?",
                              (owner, key)).fetchone()
             if row is not None:
-                return str(row[0]), str(row[1])
+                return str(row["vsid"]), str(row["digest"])
             db.execute("INSERT INTO idempotency VALUES (?,?,?,?,?)",
                        (owner, key, digest, vsid, time.time()))
             return None
@@ -292,40 +346,31 @@ class JobStore:
 
     # -- webhook deliveries --------------------------------------------------------
 
-    async def add_delivery(self, delivery: dict[str, Any]) -> None:
+    async def add_delivery(self, delivery: Delivery) -> None:
+        """Keep a new delivery (one with the same id already kept is left as it is)."""
         await self._run(lambda db: db.execute(
-            "INSERT OR IGNORE INTO deliveries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (delivery["id"], delivery["vsid"], delivery["owner"], delivery["kind"],
-             json.dumps(delivery["urls"]), delivery["body"], delivery["timeout"],
-             delivery["state"], json.dumps(delivery["attempts"]), delivery["next_at"],
-             delivery["created"])))
+            f"INSERT OR IGNORE INTO deliveries ({_DELIVERY_COLUMNS}) VALUES (:id, :vsid, "
+            ":owner, :kind, :urls, :body, :timeout, :state, :attempts, :next_at, :created, "
+            ":plan)", _delivery_row(delivery)))
 
-    async def save_delivery(self, delivery: dict[str, Any]) -> None:
+    async def save_delivery(self, delivery: Delivery) -> None:
         await self._run(lambda db: db.execute(
-            "UPDATE deliveries SET state = ?, attempts = ?, next_at = ?, body = ? WHERE id = ?",
-            (delivery["state"], json.dumps(delivery["attempts"]), delivery["next_at"],
-             delivery["body"], delivery["id"])))
+            "UPDATE deliveries SET state = :state, attempts = :attempts, next_at = :next_at, "
+            "plan = :plan WHERE id = :id", _delivery_row(delivery)))
 
     async def deliveries(self, *, vsid: str | None = None, due: float | None = None
-                         ) -> list[dict[str, Any]]:
+                         ) -> list[Delivery]:
         """A job's deliveries, or every pending one due by ``due``."""
         values: tuple[Any, ...]
         if vsid is not None:
-            query, values = "SELECT * FROM deliveries WHERE vsid = ? ORDER BY created", (vsid,)
+            query = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE vsid = ? ORDER BY created"
+            values = (vsid,)
         else:
-            query = ("SELECT * FROM deliveries WHERE state = 'pending' AND next_at <= ? "
-                     "ORDER BY next_at LIMIT 100")
+            query = (f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE state = 'pending' "
+                     "AND next_at <= ? ORDER BY next_at LIMIT 100")
             values = (due if due is not None else time.time(),)
         rows = await self._run(lambda db: db.execute(query, values).fetchall())
-        names = ("id", "vsid", "owner", "kind", "urls", "body", "timeout", "state", "attempts",
-                 "next_at", "created")
-        found = []
-        for row in rows:
-            delivery = dict(zip(names, row, strict=True))
-            delivery["urls"] = json.loads(delivery["urls"])
-            delivery["attempts"] = json.loads(delivery["attempts"])
-            found.append(delivery)
-        return found
+        return [_delivery(row) for row in rows]
 
     async def close(self) -> None:
         def shut() -> None:
@@ -334,3 +379,12 @@ class JobStore:
                 self._db = None
         await asyncio.get_running_loop().run_in_executor(self._executor, shut)
         self._executor.shutdown(wait=True)
+
+
+def _delivery_row(delivery: Delivery) -> dict[str, Any]:
+    return {"id": delivery.id, "vsid": delivery.vsid, "owner": delivery.owner,
+            "kind": delivery.kind, "urls": json.dumps(delivery.urls), "body": delivery.body,
+            "timeout": delivery.timeout, "state": delivery.state,
+            "attempts": json.dumps(delivery.attempts), "next_at": delivery.next_at,
+            "created": delivery.created,
+            "plan": delivery.plan.to_json() if delivery.plan is not None else None}

@@ -22,7 +22,7 @@ import tornado.netutil
 from tornado.httpserver import HTTPServer
 
 from server import config as config_module
-from server.app import http_options, make_app
+from server.http.app import http_options, make_app
 from server.services import Services
 
 SSHD_BINARY = shutil.which("sshd") or "/usr/sbin/sshd"

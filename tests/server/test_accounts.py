@@ -327,9 +327,10 @@ def test_limits(make_server: Callable[..., LiveServer], images: Path) -> None:
 
     # One job queued or running at a time.
     now = time.time()
-    server.call(server.services.jobs.add(JobRecord(
-        "f" * 32, sid, "owner", "localhost", "x", "video/mp4", 1, "running",
-        {"status": "running"}, now, now)))
+    server.call(server.services.store.add(JobRecord(
+        vsid="f" * 32, sid=sid, owner="owner", hostname="localhost", port=22, username="x",
+        content_type="video/mp4", frames=1, state="running", status={"status": "running"},
+        created=now, updated=now)))
     busy = server.post_json(f"/remotes/{sid}/videos", {"content-type": "video/mp4",
                                                        "images": frames[:1]})
     assert busy.status_code == 429 and busy.json()["errors"][0]["code"] == "too-many-jobs"

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from server import errors
-from server.handlers.streaming import parse_range
+from server.http.streaming import parse_range
 from tests.fixtures import LiveServer, solid_frames
 
 

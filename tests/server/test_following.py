@@ -77,7 +77,7 @@ def test_concurrent_questions_share_one_agent_request(
     async def many() -> list[dict]:
         import asyncio
         session = server.services.sessions.get(SINGLE_USER, sid)
-        videos = server.services.videos
+        videos = server.services.jobs
         videos._views.pop(vsid)  # as after a restart: no live view of the job
         before = session.agent.sent["video-status"]
         answers = await asyncio.gather(*(videos.status(session, vsid) for _ in range(25)))

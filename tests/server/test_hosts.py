@@ -207,7 +207,7 @@ def test_a_host_without_ffmpeg_says_so(make_server: Callable[..., LiveServer],
 def test_the_servers_ffmpeg_is_provisioned_once(make_server: Callable[..., LiveServer],
                                                 no_ffmpeg: HostileSSHD, images: Path,
                                                 tmp_path: Path) -> None:
-    from server.ssh import bundled_ffmpeg
+    from server.remote.provision import bundled_ffmpeg
     from tests.fixtures import probe
 
     local, digest, size = bundled_ffmpeg()
@@ -250,7 +250,7 @@ def test_the_servers_ffmpeg_is_provisioned_once(make_server: Callable[..., LiveS
 
 def test_a_corrupt_partial_upload_is_not_trusted(make_server: Callable[..., LiveServer],
                                                  no_ffmpeg: HostileSSHD) -> None:
-    from server.ssh import bundled_ffmpeg
+    from server.remote.provision import bundled_ffmpeg
 
     _, digest, size = bundled_ffmpeg()
     work = no_ffmpeg.accounts["fwnoff"].home / ".cache" / "framewire"

@@ -22,7 +22,7 @@ import schemathesis
 import tornado.web
 import yaml
 
-from server.app import make_app
+from server.http.app import make_app
 from server.users import UserFile
 from tests.fixtures import SSHD, LiveServer, free_port, make_config, solid_frames
 
@@ -228,7 +228,7 @@ class Target:
 
     def finished_keeper(self) -> str:
         """The keeper, made again when a generated request deleted its outputs."""
-        record = self.server.call(self.server.services.jobs.get(self.keeper))
+        record = self.server.call(self.server.services.store.get(self.keeper))
         if record is None or record.state != "succeeded":
             self.keeper = self.job()
             self.remade += 1

@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 
 from server import bundle
-from server.transport import LocalTransport
+from server.remote.local import LocalTransport
 from tests.fixtures import SSHD, LiveServer, probe, solid_frames
 
 

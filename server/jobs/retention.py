@@ -17,11 +17,14 @@ import logging
 import time
 from typing import Any
 
-from . import background, errors
-from .config import Config
-from .jobs import FINAL, VideoService
-from .sessions import RemoteSession, SessionManager, iso
-from .store import JobRecord, JobStore
+from .. import background, errors
+from ..config import Config
+from ..events import Events
+from ..records import JobState
+from ..remote.sessions import RemoteSession, SessionManager
+from ..store import JobRecord, JobStore
+from .service import JobService
+from .views import finished_outputs, storage_view
 
 log = logging.getLogger(__name__)
 DAY = 86400.0
@@ -52,17 +55,18 @@ def ended_at(record: JobRecord) -> float | None:
 
 
 def output_bytes(record: JobRecord) -> int:
-    return sum(int(o.get("size") or 0) for o in record.status.get("outputs") or [])
+    return sum(int(output.get("size") or 0) for output in finished_outputs(record.status))
 
 
 class RetentionService:
-    def __init__(self, store: JobStore, config: Config, videos: VideoService,
-                 sessions: SessionManager) -> None:
+    def __init__(self, store: JobStore, config: Config, jobs: JobService,
+                 sessions: SessionManager, events: Events) -> None:
         self.store = store
         self.config = config
-        self.videos = videos
+        self.jobs = jobs
         self.sessions = sessions
         self._task: asyncio.Task[None] | None = None
+        events.on_session_opened(self.sweep)  # a host account reached: sweep it
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._sweep_forever())
@@ -84,7 +88,7 @@ class RetentionService:
 
     def expires(self, record: JobRecord, days: float) -> float | None:
         end = ended_at(record)
-        if days <= 0 or end is None or record.state == "expired":
+        if days <= 0 or end is None or record.job_state is JobState.EXPIRED:
             return None
         return end + days * DAY
 
@@ -92,14 +96,10 @@ class RetentionService:
         days = await self.days(owner)
         videos, total = [], 0
         for record in await self.store.find(owner):
-            size = 0 if record.state == "expired" else output_bytes(record)
+            size = 0 if record.job_state is JobState.EXPIRED else output_bytes(record)
             total += size
-            videos.append({
-                "sid": record.vsid, "hostname": record.hostname, "username": record.username,
-                "status": record.state, "created": iso(record.created),
-                "completed": iso(ended_at(record)), "expires": iso(self.expires(record, days)),
-                "size": size, "delete_requested": bool(record.status.get("delete_requested")),
-            })
+            videos.append(storage_view(record, ended_at(record), self.expires(record, days),
+                                       size))
         return {"expiration_days": days, "usage": {"bytes": total, "videos": len(videos)},
                 "videos": videos}
 
@@ -125,7 +125,7 @@ class RetentionService:
         now = time.time()
         matched = []
         for record in await self.store.find(owner):
-            if record.state == "expired" or record.state not in FINAL:
+            if record.job_state is JobState.EXPIRED or not record.job_state.final:
                 continue
             if ids is not None and record.vsid not in ids:
                 continue
@@ -146,11 +146,10 @@ class RetentionService:
             session = self.sessions.live_for(owner, record.hostname, record.port,
                                               record.username)
             if session is not None:
-                await self.videos.delete(session, record.vsid)
+                await self.jobs.delete(session, record.vsid)
                 result["deleted"].append(record.vsid)
             else:
-                await self.store.update(record.vsid, {**record.status,
-                                                       "delete_requested": True})
+                await self.store.request_deletion(record.vsid)
                 result["deferred"].append(record.vsid)
         return result
 
@@ -161,13 +160,12 @@ class RetentionService:
         swept = []
         for record in await self.store.find(session.owner, hostname=session.hostname,
                                             port=session.port, username=session.username):
-            if record.state not in FINAL or record.state == "expired":
+            if not record.job_state.final or record.job_state is JobState.EXPIRED:
                 continue
             expires = self.expires(record, days)
-            if record.status.get("delete_requested") or (expires is not None
-                                                         and expires <= now):
+            if record.delete_requested or (expires is not None and expires <= now):
                 try:
-                    await self.videos.delete(session, record.vsid)
+                    await self.jobs.delete(session, record.vsid)
                     swept.append(record.vsid)
                 except errors.FramewireError as error:
                     log.warning("sweeping %s… failed: %s", record.vsid[:6], error.message)

@@ -12,9 +12,11 @@ import ssl
 import sys
 import time
 
-from . import __version__, audit, doctor, video_cli
-from . import config as config_module
-from .users import TokenStore, UserError, UserFile
+from .. import __version__, audit
+from .. import config as config_module
+from ..users import TokenStore, UserError, UserFile
+from . import doctor
+from . import video as video_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,8 +169,8 @@ def _accounts(args: argparse.Namespace, config: config_module.Config) -> int:
 
 
 async def _serve(config: config_module.Config) -> int:
-    from .app import http_options, make_app
-    from .services import Services
+    from ..http.app import http_options, make_app
+    from ..services import Services
 
     generated = config_module.ensure_token(config)
     if config.server.audit_log:

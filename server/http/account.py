@@ -13,11 +13,12 @@ import tornado.web
 from .. import errors
 from ..audit import audit, short
 from ..auth import COOKIE
-from ..jobs import find_page
-from ..sessions import iso
+from ..jobs.service import find_page
+from ..jobs.views import admin_view
+from ..records import iso
 from ..users import USERNAME
 from .base import ApiHandler
-from .videos import next_page, page_arguments, states_argument
+from .paging import next_page, page_arguments, states_argument
 
 MAX_TOKEN_NAME = 100
 
@@ -270,14 +271,10 @@ class AdminVideosHandler(ApiHandler):
         if owner is not None and not USERNAME.match(owner):
             raise errors.ValidationError("user", f"user must be a user name, got {owner!r}.")
         limit, before = page_arguments(self)
-        records, more = await find_page(self.services.jobs, owner, before, limit,
+        records, more = await find_page(self.services.store, owner, before, limit,
                                         states=states_argument(self))
-        self.write_json({"next": next_page(self, more), "videos": [
-            {"sid": record.vsid, "owner": record.owner, "hostname": record.hostname,
-             "username": record.username, "status": record.state,
-             "created": iso(record.created), "updated": iso(record.updated),
-             "message": record.status.get("message")}
-            for record in records]})
+        self.write_json({"next": next_page(self, more),
+                         "videos": [admin_view(record) for record in records]})
 
 
 routes = [

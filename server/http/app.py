@@ -10,20 +10,20 @@ from typing import Any
 
 import tornado.web
 
-from . import errors
-from .audit import redact
-from .auth import COOKIE, SINGLE_USER, server_secret
-from .config import Config
-from .handlers import account, files, remotes, storage, videos
-from .handlers.base import HEADER_READ_LIMIT, ApiHandler
-from .services import Services
+from .. import errors
+from ..audit import redact
+from ..auth import COOKIE, SINGLE_USER, server_secret
+from ..config import Config
+from ..services import Services
+from . import account, files, remotes, storage, videos
+from .base import HEADER_READ_LIMIT, ApiHandler
 
 access_log = logging.getLogger("framewire.access")
 
 
 def web_root() -> Path:
     """``web/`` beside the source tree, else where a wheel installed it."""
-    beside = Path(__file__).resolve().parent.parent / "web"
+    beside = Path(__file__).resolve().parents[2] / "web"
     if beside.is_dir():
         return beside
     return Path(sys.prefix) / "share" / "framewire" / "web"

@@ -19,9 +19,9 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from . import config as config_module
-from .app import http_options, make_app
-from .services import Services
+from .. import config as config_module
+from ..http.app import http_options, make_app
+from ..services import Services
 
 
 def make_frames(directory: Path, count: int, size: tuple[int, int] = (640, 360)) -> list[str]:

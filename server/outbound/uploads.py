@@ -12,27 +12,26 @@ are kept in memory only, never on disk.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Awaitable, Callable
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
 
-from . import errors
-from .outgoing import OutgoingPolicy
-from .sessions import RemoteSession
-from .store import JobRecord, JobStore
+from .. import errors
+from ..records import DeliverTarget, Delivery, JobState
+from ..remote.sessions import RemoteSession, SessionManager
+from ..store import JobRecord, JobStore
+from .policy import OutgoingPolicy
 
 MAX_TARGETS = 10
 MIN_CHUNK = 1024
 MAX_CHUNK = 1 << 30
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 RESERVED = {"host", "content-length", "content-range", "transfer-encoding", "connection"}
-SessionLookup = Callable[[JobRecord], RemoteSession | None]
 
 
 def validate_targets(value: Any, policy: OutgoingPolicy
-                     ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+                     ) -> tuple[list[DeliverTarget], list[dict[str, str]]]:
     """``deliver`` checked: the targets to keep, and their headers (kept apart)."""
     if value is None:
         return [], []
@@ -71,55 +70,74 @@ def validate_targets(value: Any, policy: OutgoingPolicy
         if output is not None and not isinstance(output, str):
             raise errors.ValidationError(f"{where}.output", f"{where}.output must be the "
                                          "name of one of the job's outputs.")
-        targets.append({"url": url, "method": method, "chunk_size": chunk, "output": output})
+        targets.append(DeliverTarget(url=url, method=method, chunk_size=chunk, output=output))
         headers.append(dict(extra))
     return targets, headers
 
 
 class Uploader:
-    def __init__(self, store: JobStore, sessions: SessionLookup,
+    """Uploads a finished job's outputs; the only keeper of their targets' extra
+    headers (often credentials), in memory only, from the job's start until its
+    upload is done or given up."""
+
+    def __init__(self, store: JobStore, sessions: SessionManager,
                  policy: OutgoingPolicy) -> None:
         self.store = store
         self.sessions = sessions
         self.policy = policy
-        self.headers: dict[str, dict[str, str]] = {}  # delivery id -> extra headers
+        self._headers: dict[tuple[str, int], dict[str, str]] = {}  # (vsid, target) -> headers
 
-    async def attempt(self, delivery: dict[str, Any]) -> dict[str, Any]:
+    def keep_headers(self, vsid: str, headers: list[dict[str, str]]) -> None:
+        """The extra headers of a new job's targets, in target order."""
+        for index, extra in enumerate(headers):
+            if extra:
+                self._headers[(vsid, index)] = extra
+
+    def done_with(self, delivery: Delivery) -> None:
+        """The upload ended (delivered or given up): its headers go."""
+        self._headers.pop(_target_of(delivery), None)
+
+    def has_headers(self, vsid: str, index: int) -> bool:
+        return (vsid, index) in self._headers
+
+    async def attempt(self, delivery: Delivery) -> dict[str, Any]:
         """One try at a delivery; an outcome for its log (``ok`` when all is sent)."""
-        plan = json.loads(delivery["body"])
-        url = delivery["urls"][0]
+        plan = delivery.plan
+        assert plan is not None
+        url = delivery.urls[0]
         outcome: dict[str, Any] = {"url": url}
-        record = await self.store.get(delivery["vsid"])
-        if record is None or record.status.get("status") != "succeeded":
+        record = await self.store.get(delivery.vsid)
+        if record is None or record.job_state is not JobState.SUCCEEDED:
             return {**outcome, "error": "The job has no finished output any more."}
         outputs = record.status.get("outputs") or []
-        name = plan.get("output") or (outputs[0]["name"] if outputs else None)
-        output = next((o for o in outputs if o["name"] == name), None)
+        name = plan.output or (outputs[0].get("name") if outputs else None)
+        output = next((o for o in outputs if o.get("name") == name), None)
         if output is None:
             return {**outcome, "error": f"The job has no output named {name!r}."}
-        if plan.get("has_headers") and delivery["id"] not in self.headers:
+        extra = self._headers.get(_target_of(delivery))
+        if plan.has_headers and extra is None:
             return {**outcome, "final": True, "error": "The target's headers were not kept "
                     "across a server restart (they are never stored); deliver again."}
-        session = self.sessions(record)
+        session = self._session(record)
         if session is None:
             return {**outcome, "error": f"No live session to {record.hostname}; the upload "
                     "resumes when one exists."}
-        size = int(output["size"])
-        sent = int(plan.get("sent", 0))
-        chunk = plan.get("chunk_size") or size or 1
-        headers = {"Content-Type": output["content_type"], "User-Agent": "framewire",
-                   **self.headers.get(delivery["id"], {})}
+        size = int(output.get("size", 0))
+        sent = plan.sent
+        chunk = plan.chunk_size or size or 1
+        headers = {"Content-Type": output.get("content_type", "application/octet-stream"),
+                   "User-Agent": "framewire", **(extra or {})}
         client = self.policy.client
         while sent < size or (size == 0 and sent == 0):
             length = min(chunk, size - sent)
             request_headers = dict(headers)
-            if plan.get("chunk_size"):
+            if plan.chunk_size:
                 request_headers["Content-Range"] = f"bytes {sent}-{sent + length - 1}/{size}"
             request_headers["Content-Length"] = str(length)
-            body = await self._producer(session, output["path"], sent, length)
+            body = await self._producer(session, output.get("path", ""), sent, length)
             try:
                 response = await client.fetch(HTTPRequest(
-                    url, method=plan["method"], headers=request_headers,
+                    url, method=plan.method, headers=request_headers,
                     body_producer=body,  # type: ignore[arg-type]  # tornado's write is awaitable
                     follow_redirects=False, request_timeout=600), raise_error=False)
             except (HTTPClientError, OSError) as error:
@@ -128,12 +146,15 @@ class Uploader:
                 return {**outcome, "status": response.code, "sent": sent,
                         **({"error": str(response.error)} if response.code == 599 else {})}
             sent += length
-            plan["sent"] = sent
-            delivery["body"] = json.dumps(plan)
+            plan.sent = sent
             await self.store.save_delivery(delivery)
             if size == 0:
                 break
         return {**outcome, "status": response.code, "sent": sent, "ok": True}
+
+    def _session(self, record: JobRecord) -> RemoteSession | None:
+        return self.sessions.live_for(record.owner, record.hostname, record.port,
+                                      record.username)
 
     async def _producer(self, session: RemoteSession, path: str, offset: int,
                         length: int) -> Callable[[Callable[[bytes], Awaitable[None]]],
@@ -153,3 +174,12 @@ class Uploader:
             finally:
                 channel.close()
         return produce
+
+
+def upload_id(vsid: str, index: int) -> str:
+    """The delivery id of a job's ``index``-th upload target."""
+    return f"upload_{vsid}_{index}"
+
+
+def _target_of(delivery: Delivery) -> tuple[str, int]:
+    return delivery.vsid, int(delivery.id.rsplit("_", 1)[1])

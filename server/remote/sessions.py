@@ -9,28 +9,22 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Coroutine, overload
+from typing import Any
 
-from . import errors, ssh
-from .agent_client import AgentClient, AgentError
-from .config import Config
-from .transport import LocalTransport, Transport, local_ffmpeg
+from .. import errors
+from ..config import Config
+from ..events import Events
+from ..records import iso
+from . import ssh
+from .agent_client import AgentClient
+from .local import LocalTransport, local_ffmpeg
+from .relay import Relay
+from .transport import Transport
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_SESSION = "Unknown or expired remote session."
 CHALLENGE_SECONDS = 120
-EventSink = Callable[["RemoteSession", dict[str, Any]], Awaitable[None]]
-
-
-@overload
-def iso(moment: float) -> str: ...
-@overload
-def iso(moment: None) -> None: ...
-def iso(moment: float | None) -> str | None:
-    """A UTC time as the API writes it (``2026-11-23T22:41:07Z``); None stays None."""
-    return None if moment is None else time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                     time.gmtime(moment))
 
 
 @dataclass
@@ -67,7 +61,7 @@ class RemoteSession:
     def notes(self) -> list[str]:
         """What the person should know about this host: fallbacks the login took,
         and an ffmpeg that is missing or cannot encode."""
-        notes = list(getattr(self.transport, "notes", []))
+        notes = list(self.transport.notes)
         if self.agent is None:
             return notes
         label = self.hostname if self.port == 22 else f"{self.hostname}:{self.port}"
@@ -120,17 +114,14 @@ class PendingLogin:
 
     owner: str
     task: asyncio.Task[RemoteSession]
-    relay: ssh.Relay
+    relay: Relay
     expiry: asyncio.TimerHandle
 
 
 class SessionManager:
-    def __init__(self, config: Config, on_event: EventSink) -> None:
+    def __init__(self, config: Config, events: Events) -> None:
         self.config = config
-        self.on_event = on_event
-        # Called with every new session that has an agent (the retention sweeper).
-        self.on_open: Callable[[RemoteSession], Coroutine[Any, Any, Any]] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
+        self.events = events  # it tells: agent messages, sessions opened
         self._sessions: dict[str, RemoteSession] = {}
         self._pending: dict[str, PendingLogin] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -173,9 +164,10 @@ class SessionManager:
                                     transport, want_agent)
         if not interactive:
             transport = await ssh.connect(self.config, owner, hostname, port, username, None)
-            return await self._open(owner, hostname, port, transport.username or username,
-                                    transport, want_agent)
-        relay = ssh.Relay(password)
+            return await self._open(owner, hostname, port,
+                                    transport.remote_username or username, transport,
+                                    want_agent)
+        relay = Relay(password)
         del password
         task = asyncio.create_task(self._connect(owner, hostname, port, username, relay,
                                                  want_agent))
@@ -199,7 +191,7 @@ class SessionManager:
         return await self._progress(owner, pending.task, pending.relay)
 
     async def _progress(self, owner: str, task: asyncio.Task[RemoteSession],
-                        relay: ssh.Relay) -> RemoteSession:
+                        relay: Relay) -> RemoteSession:
         """Wait until ``task`` ends or asks a question; a question becomes a challenge."""
         asked = relay.asked()
         waiting: set[asyncio.Future[Any]] = {task, asked}
@@ -234,9 +226,9 @@ class SessionManager:
                 hint="Close one with DELETE /remotes/(sid), or reuse it.")
 
     async def _connect(self, owner: str, hostname: str, port: int, username: str,
-                       relay: ssh.Relay, want_agent: bool) -> RemoteSession:
+                       relay: Relay, want_agent: bool) -> RemoteSession:
         transport = await ssh.connect(self.config, owner, hostname, port, username, relay)
-        return await self._open(owner, hostname, port, transport.username or username,
+        return await self._open(owner, hostname, port, transport.remote_username or username,
                                 transport, want_agent)
 
     async def _open(self, owner: str, hostname: str, port: int, username: str,
@@ -246,20 +238,16 @@ class SessionManager:
         if want_agent:
             try:
                 agent = await self._start_agent(sid, transport)
-                if isinstance(transport, ssh.SSHTransport) and ssh.wants_ffmpeg(
-                        self.config, hostname, agent.hello):
-                    await transport.provision_ffmpeg(agent.hello)
-                    await agent.close()
+                if await transport.provide_ffmpeg(agent.hello):
+                    await agent.close()  # a new agent finds the ffmpeg it was given
                     agent = await self._start_agent(sid, transport)
             except BaseException:
                 await transport.close()
                 raise
         session = RemoteSession(sid, owner, hostname, port, username, transport, agent)
         self._sessions[sid] = session
-        if agent is not None and self.on_open is not None:
-            task: asyncio.Task[Any] = asyncio.create_task(self.on_open(session))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        if agent is not None:
+            self.events.session_opened(session)
         log.info("session %s… opened: %s@%s (%s)", sid[:6], username, hostname,
                  transport.kind)
         return session
@@ -271,7 +259,7 @@ class SessionManager:
         async def forward(message: dict[str, Any]) -> None:
             session = self._sessions.get(sid)
             if session is not None:
-                await self.on_event(session, message)
+                await self.events.agent_message(session, message)
 
         agent = AgentClient(channel, forward)
         await agent.start(nonce, self.config.ssh.agent_start_timeout)
@@ -338,24 +326,3 @@ class SessionManager:
             self._reaper.cancel()
         for session in list(self._sessions.values()):
             await self._close(session)
-
-
-def agent_error(error: AgentError) -> errors.FramewireError:
-    """The domain error for an error answer of the agent."""
-    details = error.agent_details
-    hint = details.get("hint") if isinstance(details.get("hint"), str) else None
-    code = error.code
-    if code in ("not-found", "is-directory", "access-denied", "not-an-image",
-                "truncated-image", "undecodable-image"):
-        return errors.RemotePathError(error.message, code=code, hint=hint)
-    field_name = details.get("field")
-    pointer = "/" + field_name.replace(".", "/") if isinstance(field_name, str) else None
-    if code in ("no-ffmpeg", "no-encoder", "missing-filter", "no-space"):
-        return errors.RemoteSetupError(error.message, code=code, hint=hint, pointer=pointer)
-    if code == "bad-request":
-        if isinstance(field_name, str):
-            return errors.ValidationError(field_name, error.message)
-        return errors.BadRequest(error.message)
-    if code == "unknown-job":
-        return errors.NotFound("Unknown video.", code="unknown-video")
-    return errors.RemoteFailure(error.message, code=code, hint=hint)

@@ -11,10 +11,12 @@ import getpass
 import sys
 from typing import Any
 
-from . import config as config_module
-from . import errors, ssh
-from .sessions import RemoteSession, SessionManager
-from .video_cli import UsageError, ask_password, ask_prompts, parse_target
+from .. import config as config_module
+from .. import errors
+from ..events import Events
+from ..remote.routes import hop
+from ..remote.sessions import RemoteSession, SessionManager
+from .video import UsageError, ask_password, ask_prompts, parse_target
 
 OK, NOTE, FAIL = "ok  ", "note", "FAIL"
 
@@ -79,15 +81,12 @@ async def check(args: argparse.Namespace) -> int:
     elif not args.no_password and target.hostname not in config.local.hostnames:
         password = ask_password(target.label)
 
-    async def ignore(session: RemoteSession, message: dict[str, Any]) -> None:
-        return None
-
-    sessions = SessionManager(config, ignore)
+    sessions = SessionManager(config, Events())  # nobody listens: a look, no jobs
     print(f"framewire doctor {target.label}", flush=True)
     try:
         try:
             username = target.username if "@" in args.host else (
-                ssh.hop(config, target.hostname, None, None).username or getpass.getuser())
+                hop(config, target.hostname, None, None).username or getpass.getuser())
             session = await sessions.create("doctor", target.hostname, target.port,
                                             username, password, want_agent=True)
         except errors.AuthChallenge as challenge:

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
-import platform
-import re
 import secrets
-import shlex
 import socket
 import time
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import asyncssh
 
-from . import bundle, errors, ssh_config
-from .config import Config, HostConfig
+from .. import errors
+from ..config import Config
+from ..records import Hello
+from . import bundle
+from .provision import bundled_ffmpeg, wants_ffmpeg
+from .relay import Relay
+from .routes import Hop, client_keys, known_name, route
+from .setup import Setup
 from .transport import StderrDrain, StreamChannel, Transport, open_stream_channel
 
 log = logging.getLogger(__name__)
@@ -30,63 +31,6 @@ CHANNEL_PKTSIZE = 1 << 17
 AUTH_FAILED = "Remote authentication failed."
 CONNECT_FAILED = "Remote connection failed."
 UNKNOWN_HOST_KEY = "Unknown host key for {host}: {fingerprint}"
-
-
-class Relay:
-    """Carries keyboard-interactive questions to the HTTP client and answers back.
-
-    The password a request brought answers the first lone password prompt;
-    every other prompt (a one-time code) waits for the client's answers.
-    """
-
-    def __init__(self, password: str | None) -> None:
-        self.password = password
-        self._password_used = False
-        self.waiting = False
-        self.question: dict[str, Any] | None = None
-        self._waiters: list[asyncio.Future[None]] = []
-        self._answer: asyncio.Future[list[str]] | None = None
-
-    def begin_hop(self) -> None:
-        """A new connection of the route: the password may answer once more."""
-        self._password_used = False
-
-    def take_password(self) -> str | None:
-        if self._password_used:
-            return None
-        self._password_used = True
-        return self.password
-
-    async def ask(self, name: str, instructions: str,
-                  prompts: Sequence[tuple[str, bool]]) -> list[str]:
-        loop = asyncio.get_running_loop()
-        self._answer = loop.create_future()
-        self.question = {"name": name, "instructions": instructions,
-                         "prompts": [{"prompt": prompt, "echo": echo}
-                                     for prompt, echo in prompts]}
-        self.waiting = True
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiters = []
-        try:
-            return await self._answer
-        finally:
-            self.waiting = False
-
-    def asked(self) -> asyncio.Future[None]:
-        """Done when a question waits for its answers."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.waiting:
-            waiter.set_result(None)
-        else:
-            self._waiters = [w for w in self._waiters if not w.done()] + [waiter]
-        return waiter
-
-    def answer(self, responses: list[str]) -> None:
-        self.waiting = False  # now, not when ask() resumes: a waiter may look first
-        if self._answer is not None and not self._answer.done():
-            self._answer.set_result(responses)
 
 
 class _Client(asyncssh.SSHClient):
@@ -154,88 +98,6 @@ def _record_key(path: str, host: str, port: int, key: asyncssh.SSHKey) -> None:
     log.info("recorded the host key of %s (%s) in %s", name, key.get_fingerprint(), path)
 
 
-@dataclass
-class Hop:
-    """One SSH connection of a route: the target, or a jump host on the way."""
-
-    requested: str  # the name as asked for (a profile, an alias, a host)
-    hostname: str  # the name connected to
-    port: int
-    username: str
-    profile: HostConfig
-    profile_name: str | None = None
-    identity_files: list[str] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return _host_label(self.hostname, self.port)
-
-
-_SPEC = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^:@\s\[\]]+)"
-                   r"(?::(?P<port>\d{1,5}))?$")
-
-
-def hop(config: Config, requested: str, port: int | None, username: str | None) -> Hop:
-    """``requested`` resolved through the host profiles, then ~/.ssh/config."""
-    found = config.profile(requested)
-    profile = found[1] if found else HostConfig()
-    entry = ssh_config.lookup(config.ssh.ssh_config, requested, username or "") \
-        if config.ssh.ssh_config else ssh_config.HostEntry()
-    return Hop(requested=requested,
-               hostname=profile.hostname or entry.hostname or requested,
-               port=port or profile.port or entry.port or 22,
-               username=username or profile.username or entry.user or "",
-               profile=profile, profile_name=found[0] if found else None,
-               identity_files=entry.identityfile)
-
-
-def route(config: Config, hostname: str, port: int, username: str) -> tuple[Hop, list[Hop]]:
-    """The target and the jump hosts to reach it through, first hop first."""
-    target = hop(config, hostname, port if port != 22 else None, username or None)
-    if not target.username:
-        raise errors.ValidationError(
-            "username", "username is required.",
-            hint=f"Name the remote user, or set username in a [hosts.\"{hostname}\"] "
-                 "profile.")
-    specs = list(target.profile.jump)
-    if not specs and config.ssh.ssh_config:
-        jump = ssh_config.lookup(config.ssh.ssh_config, hostname, target.username).proxyjump
-        if jump and jump.lower() != "none":
-            specs = [part.strip() for part in jump.split(",") if part.strip()]
-    jumps = []
-    for spec in specs:
-        match = _SPEC.match(spec)
-        if not match:
-            raise errors.RemoteSetupError(
-                f"The jump host {spec!r} is not [user@]host[:port].", code="jump-config",
-                hint="Fix the jump list of this host's profile (or ProxyJump in ~/.ssh/config).")
-        jumps.append(hop(config, match.group("host").strip("[]"),
-                         int(match.group("port")) if match.group("port") else None,
-                         match.group("user") or target.username))
-    if len(jumps) > 8:
-        raise errors.RemoteSetupError("More than 8 jump hosts.", code="jump-config")
-    return target, jumps
-
-
-def client_keys(config: Config, owner: str, hostname: str | Hop) -> list[str]:
-    """The keys the server may log in with to a host for ``owner``.
-
-    ``[hosts."NAME"] client_keys`` for the users in its ``key_users``; in
-    token mode also ``[ssh] client_keys`` and the host's ``IdentityFile``s
-    from the server account's ~/.ssh/config.  In users mode only a
-    profile's keys count (others would let every user in as any remote
-    account those keys open).
-    """
-    target = hostname if isinstance(hostname, Hop) else hop(config, hostname, None, None)
-    profile = target.profile
-    if profile.client_keys and ("*" in profile.key_users or owner in profile.key_users):
-        return list(profile.client_keys)
-    if config.auth.mode != "users":
-        return list(config.ssh.client_keys) + [
-            path for path in target.identity_files if os.path.exists(path)]
-    return []
-
-
 def _load_keys(target: Hop, paths: list[str]) -> Any:
     certs = list(target.profile.client_certs)
     if not certs:
@@ -243,7 +105,7 @@ def _load_keys(target: Hop, paths: list[str]) -> Any:
     try:
         return asyncssh.load_keypairs(paths, certlist=certs)
     except (OSError, ValueError, asyncssh.Error) as error:
-        raise errors.RemoteSetupError(
+        raise errors.ServerConfigError(
             "The server's key for this host cannot be loaded.", code="client-key",
             hint=f"Check hosts.{target.profile_name}.client_keys and client_certs: "
                  f"{error}") from None
@@ -348,111 +210,24 @@ async def connect(config: Config, owner: str, hostname: str, port: int, username
         for tunnel in reversed(tunnels):
             tunnel.close()
         raise
-    transport = SSHTransport(conn, python, uploaded, work_dir, setup)
-    transport.python_version = version
-    if note:
-        transport.notes.append(note)
-    transport.tunnels = tunnels
-    transport.route = [jump.label for jump in jumps]
-    transport.username = target.username
-    return transport
-
-
-@dataclass
-class Setup:
-    """What runs before the agent on a host: its profile's set-up commands
-    (each an argv list, run in order by /bin/sh, a login shell when there are
-    any, whatever the user's own shell is) and its ffmpeg."""
-
-    commands: list[list[str]] = field(default_factory=list)
-    ffmpeg: str = ""
-    candidates: list[str] = field(default_factory=list)  # Pythons to try, in order
-    nice: int = 0  # the encodes' CPU priority
-
-    @classmethod
-    def for_host(cls, target: Hop, config: Config) -> Setup:
-        names = [target.profile.python, config.ssh.python, "python3",
-                 *(f"python3.{minor}" for minor in range(14, 5, -1)),
-                 "/usr/bin/python3", "/usr/local/bin/python3"]
-        nice = config.ssh.nice if target.profile.nice is None else target.profile.nice
-        return cls([list(step) for step in target.profile.setup], target.profile.ffmpeg,
-                   [name for name in dict.fromkeys(names) if name], nice)
-
-    def shell(self, script: str) -> str:
-        """``script`` (sh syntax) after the set-up, for the user's login shell,
-        whatever it is; plain ``script`` when there is nothing to set up."""
-        parts = [f"{_argv(step)} || {{ echo 'FRAMEWIRE-SETUP-FAILED {index}'; exit 126; }}"
-                 for index, step in enumerate(self.commands, start=1)]
-        if self.ffmpeg:
-            parts.append(f"FRAMEWIRE_FFMPEG={shlex.quote(self.ffmpeg)}; export FRAMEWIRE_FFMPEG")
-        if not parts:
-            return script
-        shell = "/bin/sh -lc" if self.commands else "/bin/sh -c"
-        return f"{shell} {shlex.quote('; '.join([*parts, script]))}"
-
-    def failed_step(self, output: str) -> str | None:
-        match = re.search(r"FRAMEWIRE-SETUP-FAILED (\d+)", output)
-        if not match:
-            return None
-        return " ".join(self.commands[int(match.group(1)) - 1])
-
-
-def _argv(argv: list[str]) -> str:
-    return " ".join(shlex.quote(part) for part in argv)
-
-
-PYTHON_PROBE = "import sys; print('%d.%d' % sys.version_info[:2])"
+    allowed = target.profile.provision_ffmpeg if target.profile.provision_ffmpeg is not None \
+        else config.ssh.provision_ffmpeg
+    return SSHTransport(conn, tunnels=tunnels, route=[jump.label for jump in jumps],
+                        username=target.username, python=python, python_version=version,
+                        uploaded=uploaded, work_dir=work_dir, setup=setup,
+                        notes=[note] if note else [], provision_allowed=allowed)
 
 
 async def _find_python(conn: asyncssh.SSHClientConnection, target: Hop,
                        setup: Setup) -> tuple[str, str]:
     """The first Python 3.6+ among the candidates, as an absolute path."""
-    loop = " ".join(shlex.quote(name) for name in setup.candidates)
-    script = (
-        f"for p in {loop}; do command -v \"$p\" >/dev/null 2>&1 || continue; "
-        f"v=$(\"$p\" -c {shlex.quote(PYTHON_PROBE)} 2>/dev/null) || continue; "
-        "case \"$v\" in 3.[6-9]|3.[1-9][0-9]) "
-        "echo \"FRAMEWIRE-PYTHON $(command -v \"$p\") $v\"; exit 0;; esac; "
-        "found=\"$found $(command -v \"$p\")=$v\"; done; "
-        "echo \"FRAMEWIRE-NO-PYTHON$found\"; exit 127")
-    command = setup.shell(script)
-    if command == script:
-        command = f"/bin/sh -c {shlex.quote(script)}"  # the login shell may not be sh
     try:
-        result = await asyncio.wait_for(conn.run(command, check=False), 60)
+        result = await asyncio.wait_for(conn.run(setup.python_probe(), check=False), 60)
     except (asyncio.TimeoutError, TimeoutError):
         raise errors.RemoteSetupError(
             f"Looking for Python on {target.label} took over 60 s.", code="no-python",
             hint="Check the host's login scripts and set-up commands.") from None
-    output = str(result.stdout or "")
-    failed = setup.failed_step(output)
-    if failed is not None:
-        reason = str(result.stderr or "").strip().splitlines()
-        raise errors.RemoteSetupError(
-            f"The set-up command `{failed}` failed on {target.label}.", code="setup-failed",
-            hint=(reason[-1][:300] if reason else "It exited with an error.")
-            + " Fix the host's setup list in the configuration.")
-    for line in output.splitlines():
-        if line.startswith("FRAMEWIRE-PYTHON "):
-            _, path, version = line.split(" ", 2)
-            return path, version.strip()
-        if line.startswith("FRAMEWIRE-NO-PYTHON"):
-            found = line[len("FRAMEWIRE-NO-PYTHON"):].split()
-            if found:
-                listed = ", ".join(entry.replace("=", " is ") for entry in found)
-                raise errors.RemoteSetupError(
-                    f"Python on {target.label} is too old: {listed}.", code="old-python",
-                    hint="framewire's agent needs Python 3.6 or newer. Install one, or point "
-                         "python (or a set-up command such as [\"module\", \"load\", "
-                         "\"python3\"]) in this host's profile at it.")
-            raise errors.RemoteSetupError(
-                f"No Python 3 on {target.label}.", code="no-python",
-                hint="framewire's agent needs Python 3.6 or newer (only the standard "
-                     "library). Install python3, or set python (or a set-up command "
-                     "such as [\"module\", \"load\", \"python3\"]) in this host's profile.")
-    raise errors.RemoteSetupError(
-        f"Could not look for Python on {target.label}.", code="no-python",
-        hint=f"The remote shell answered: {(output or str(result.stderr or '')).strip()[-200:]}")
+    return setup.python_found(str(result.stdout or ""), str(result.stderr or ""), target.label)
 
 
 async def _work_dir(conn: asyncssh.SSHClientConnection, target: Hop) -> tuple[str, str | None]:
@@ -509,46 +284,6 @@ async def _try_dir(sftp: asyncssh.SFTPClient, path: str, private: bool = False) 
         return error.strerror or str(error)
 
 
-_BUNDLED: dict[str, tuple[str, str, int]] = {}
-
-
-def bundled_ffmpeg() -> tuple[str, str, int]:
-    """The static ffmpeg the server ships (imageio-ffmpeg's): path, SHA-256, size.
-
-    The first call hashes the binary (170 MB): call it off the event loop.
-    """
-    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
-        raise errors.RemoteSetupError(
-            "This server has no Linux x86_64 ffmpeg to provide.", code="provision-failed",
-            hint="Install ffmpeg on the host, or set ffmpeg in its profile.")
-    try:
-        import imageio_ffmpeg
-        path = imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError) as error:
-        raise errors.RemoteSetupError("The server's bundled ffmpeg is missing.",
-                                      code="provision-failed", hint=str(error)) from None
-    if path not in _BUNDLED:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _BUNDLED[path] = (path, digest.hexdigest(), os.path.getsize(path))
-    return _BUNDLED[path]
-
-
-def wants_ffmpeg(config: Config, hostname: str, hello: dict[str, Any]) -> bool:
-    """Should the server provide ffmpeg to this host: none usable there, Linux
-    x86_64, and the administrator allows it?"""
-    profile = config.host(hostname)
-    allowed = profile.provision_ffmpeg if profile.provision_ffmpeg is not None \
-        else config.ssh.provision_ffmpeg
-    ffmpeg = hello.get("ffmpeg") or {}
-    usable = ffmpeg.get("path") and "h264" in (ffmpeg.get("encoders") or {})
-    platform_ = hello.get("platform") or {}
-    return bool(allowed and not usable and platform_.get("system") == "Linux"
-                and platform_.get("machine") in ("x86_64", "AMD64"))
-
-
 _UNREACHED = ("connect-failed", "unknown-host", "connect-timeout")
 
 
@@ -598,7 +333,7 @@ async def _login(config: Config, owner: str, target: Hop, relay: Relay | None,
                 f"known_hosts has {known}.", code="host-key-changed",
                 hint=f"This may be an attack. If the host's key was really replaced, "
                      f"remove its old line from {known_hosts} "
-                     f"(ssh-keygen -R {_known_name(target.hostname, target.port)} -f "
+                     f"(ssh-keygen -R {known_name(target.hostname, target.port)} -f "
                      f"{known_hosts}) and retry.") from None
         raise errors.UnknownHostKey(
             UNKNOWN_HOST_KEY.format(host=label, fingerprint=offered),
@@ -631,14 +366,6 @@ async def _login(config: Config, owner: str, target: Hop, relay: Relay | None,
             attempt.cancel()
 
 
-def _known_name(hostname: str, port: int) -> str:
-    return hostname if port == 22 else f"'[{hostname}]:{port}'"
-
-
-def _host_label(hostname: str, port: int) -> str:
-    return hostname if port == 22 else f"{hostname}:{port}"
-
-
 async def _ensure_agent(conn: asyncssh.SSHClientConnection, work_dir: str) -> bool:
     """Upload the agent zipapp over SFTP unless that exact build is there already."""
     agent = bundle.build()
@@ -657,24 +384,39 @@ async def _ensure_agent(conn: asyncssh.SSHClientConnection, work_dir: str) -> bo
 class SSHTransport(Transport):
     kind = "ssh"
 
-    def __init__(self, conn: asyncssh.SSHClientConnection, python: str, uploaded: bool,
-                 work_dir: str, setup: Setup | None = None) -> None:
-        self.tunnels: list[asyncssh.SSHClientConnection] = []  # jump hosts, first first
-        self.route: list[str] = []
-        self.username = ""
-        self.python_version = ""
-        self.notes: list[str] = []
+    def __init__(self, conn: asyncssh.SSHClientConnection, *,
+                 tunnels: list[asyncssh.SSHClientConnection], route: list[str], username: str,
+                 python: str, python_version: str, uploaded: bool, work_dir: str,
+                 setup: Setup, notes: list[str], provision_allowed: bool) -> None:
         self.conn = conn
+        self.tunnels = tunnels  # jump hosts, first first
+        self.route = route
+        self._username = username
         self.python = python
+        self.python_version = python_version
         self.uploaded = uploaded
         self.work_dir = work_dir
-        self.setup = setup or Setup()
+        self.setup = setup
+        self._notes = notes
+        self.provision_allowed = provision_allowed
         self.agent_path = f"{work_dir}/{bundle.build().filename}"
 
+    @property
+    def notes(self) -> list[str]:
+        return self._notes
+
+    @property
+    def remote_username(self) -> str:
+        return self._username
+
+    async def provide_ffmpeg(self, hello: Hello) -> bool:
+        if not wants_ffmpeg(self.provision_allowed, hello):
+            return False
+        await self.provision_ffmpeg()
+        return True
+
     def _command(self, *args: str) -> str:
-        command = _argv([self.python, self.agent_path, *args])
-        return self.setup.shell("exec " + command) if self.setup.commands or \
-            self.setup.ffmpeg else command
+        return self.setup.agent_command(self.python, self.agent_path, *args)
 
     async def _exec(self, *args: str, label: str) -> SSHChannel:
         try:
@@ -686,7 +428,7 @@ class SSHTransport(Transport):
                                        hint=f"Create a new session ({error}).") from None
         return SSHChannel(process, label)
 
-    async def provision_ffmpeg(self, hello: dict[str, Any]) -> str:
+    async def provision_ffmpeg(self) -> str:
         """Upload the server's static ffmpeg into the work directory (once: the file is
         named by its hash; an interrupted upload resumes), verify its SHA-256 on the
         host, and use it from now on."""
@@ -726,7 +468,7 @@ class SSHTransport(Transport):
 
     def _use_ffmpeg(self, path: str, note: str) -> None:
         self.setup.ffmpeg = path
-        self.notes.append(note)
+        self._notes.append(note)
         log.info("%s", note)
 
     async def _upload(self, sftp: asyncssh.SFTPClient, local: str, remote: str, start: int,

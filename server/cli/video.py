@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from .client import ApiError, Client
+from ..records import FINAL_STATES
+from .http_client import ApiError, Client
 
-FINAL = ("succeeded", "failed", "canceled", "expired")
+FINAL = tuple(state.value for state in FINAL_STATES)
 TARGET = re.compile(r"^(?:(?P<user>[^@:/]+)@)?(?P<host>[^:/@]+|\[[0-9A-Fa-f:.]+\])"
                     r"(?::(?P<port>\d{1,5}))?(?::(?P<path>/.*))?$")
 LOCAL_HOSTS = ("localhost",)

@@ -24,12 +24,13 @@ from urllib.parse import urljoin
 
 from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 
-from . import background, errors
-from .auth import server_secret
-from .config import Config
-from .delivery import Uploader
-from .outgoing import Denied, OutgoingPolicy
-from .store import JobRecord, JobStore
+from .. import background, errors
+from ..auth import server_secret
+from ..config import Config
+from ..records import Delivery, JobHooks, JobStatus, UploadPlan
+from ..store import JobRecord, JobStore
+from .policy import Denied, OutgoingPolicy
+from .uploads import Uploader, upload_id
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,14 @@ REDIRECTS = (307, 308)
 
 
 def validate_hooks(body: dict[str, Any], default_timeout: float,
-                   policy: OutgoingPolicy) -> dict[str, Any]:
+                   policy: OutgoingPolicy) -> JobHooks:
     """The webhook fields of a video request, checked; they are the server's, not the agent's."""
-    hooks: dict[str, Any] = {}
+    hooks = JobHooks()
     for name in HOOK_FIELDS[:4]:
         url = body.get(name)
         if url is None:
             continue
-        hooks[name] = policy.check_url(url, name)
+        hooks[name] = policy.check_url(url, name)  # type: ignore[literal-required]
     if "webhook_event_failover_url" in hooks and "webhook_event_url" not in hooks:
         raise errors.ValidationError("webhook_event_failover_url",
                                      "webhook_event_failover_url needs webhook_event_url.")
@@ -73,20 +74,19 @@ def sign(secret: bytes, message_id: str, timestamp: int, body: bytes) -> str:
 
 
 class WebhookService:
-    def __init__(self, store: JobStore, config: Config, uploader: Uploader) -> None:
+    def __init__(self, store: JobStore, config: Config, uploader: Uploader,
+                 policy: OutgoingPolicy) -> None:
         self.store = store
         self.config = config
         self.uploader = uploader
+        self.policy = policy
         self._worker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         # Attempts in flight, by job: one per job at a time, up to the concurrency.
         # Each task is named after its delivery's id.
         self._sending: dict[str, asyncio.Task[None]] = {}
         self._replay_after: set[str] = set()  # replayed while in flight: once more after
-        # Upload headers of jobs not finished yet: memory only, never the store.
-        self.pending_headers: dict[tuple[str, int], dict[str, str]] = {}
         self._key = server_secret(config)
-        self.policy = uploader.policy
 
     def secret(self, owner: str) -> bytes:
         return hmac.new(self._key, b"framewire-webhooks:" +
@@ -102,7 +102,7 @@ class WebhookService:
         # A cut attempt stays pending in the store and is made again after a restart.
         await background.stop([self._worker, *self._sending.values()])
 
-    async def on_status(self, record: JobRecord, status: dict[str, Any],
+    async def on_status(self, record: JobRecord, status: JobStatus,
                         body: dict[str, Any]) -> None:
         """Queue the deliveries a change of state calls for (each at most once)."""
         hooks = record.hooks
@@ -122,54 +122,51 @@ class WebhookService:
         now = time.time()
         if state == "succeeded":
             for index, target in enumerate(hooks.get("deliver", [])):
-                delivery_id = f"upload_{record.vsid}_{index}"
-                headers = self.pending_headers.pop((record.vsid, index), None)
-                if headers:
-                    self.uploader.headers[delivery_id] = headers
-                await self.store.add_delivery({
-                    "id": delivery_id, "vsid": record.vsid, "owner": record.owner,
-                    "kind": "upload", "urls": [target["url"]],
-                    "body": json.dumps({**target, "sent": 0, "has_headers": bool(headers)}),
-                    "timeout": 600.0, "state": "pending", "attempts": [], "next_at": now,
-                    "created": now})
+                await self.store.add_delivery(Delivery(
+                    id=upload_id(record.vsid, index), vsid=record.vsid, owner=record.owner,
+                    kind="upload", urls=[target["url"]], timeout=600.0, next_at=now,
+                    created=now, plan=UploadPlan(
+                        target["url"], target.get("method", "PUT"), target.get("chunk_size"),
+                        target.get("output"),
+                        has_headers=self.uploader.has_headers(record.vsid, index))))
                 self._wake.set()
         for kind, urls in targets:
             payload = {"type": kind if kind.startswith("job.") else f"job.{state}",
                        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
                        "data": body}
-            await self.store.add_delivery({
-                "id": f"msg_{record.vsid}_{kind.replace('.', '_')}", "vsid": record.vsid,
-                "owner": record.owner, "kind": kind, "urls": urls,
-                "body": json.dumps(payload), "timeout": hooks["webhook_timeout_secs"],
-                "state": "pending", "attempts": [], "next_at": now, "created": now})
+            await self.store.add_delivery(Delivery(
+                id=f"msg_{record.vsid}_{kind.replace('.', '_')}", vsid=record.vsid,
+                owner=record.owner, kind=kind, urls=urls, body=json.dumps(payload),
+                timeout=hooks.get("webhook_timeout_secs", 10.0), next_at=now, created=now))
         if targets:
             self._wake.set()
 
     async def log(self, vsid: str) -> list[dict[str, Any]]:
         found = []
         for delivery in await self.store.deliveries(vsid=vsid):
-            entry = {key: delivery[key] for key in ("id", "kind", "urls", "state", "attempts")}
-            entry["next_attempt"] = delivery["next_at"] if delivery["state"] == "pending" \
-                else None
-            if delivery["kind"] == "upload":
-                plan = json.loads(delivery["body"])
-                entry.update({"output": plan.get("output"), "method": plan["method"],
-                              "chunk_size": plan.get("chunk_size"),
-                              "bytes_sent": plan.get("sent", 0)})
+            entry: dict[str, Any] = {
+                "id": delivery.id, "kind": delivery.kind, "urls": delivery.urls,
+                "state": delivery.state, "attempts": delivery.attempts,
+                "next_attempt": delivery.next_at if delivery.state == "pending" else None}
+            if delivery.plan is not None:
+                entry.update({"output": delivery.plan.output, "method": delivery.plan.method,
+                              "chunk_size": delivery.plan.chunk_size,
+                              "bytes_sent": delivery.plan.sent})
             found.append(entry)
         return found
 
     async def replay(self, vsid: str, delivery_id: str) -> dict[str, Any]:
         """Send a delivery again (same webhook-id), whatever became of it."""
         for delivery in await self.store.deliveries(vsid=vsid):
-            if delivery["id"] == delivery_id:
-                delivery.update({"state": "pending", "next_at": time.time()})
+            if delivery.id == delivery_id:
+                delivery.state, delivery.next_at = "pending", time.time()
                 if any(task.get_name() == delivery_id for task in self._sending.values()):
                     self._replay_after.add(delivery_id)  # its outcome would overwrite this
-                    return {key: delivery[key] for key in ("id", "kind", "urls", "state")}
-                await self.store.save_delivery(delivery)
-                self._wake.set()
-                return {key: delivery[key] for key in ("id", "kind", "urls", "state")}
+                else:
+                    await self.store.save_delivery(delivery)
+                    self._wake.set()
+                return {"id": delivery.id, "kind": delivery.kind, "urls": delivery.urls,
+                        "state": delivery.state}
         raise errors.NotFound(f"Unknown delivery {delivery_id!r}.", code="unknown-delivery",
                               hint="GET the job's webhooks for the ids of its deliveries.")
 
@@ -180,9 +177,9 @@ class WebhookService:
                 for delivery in await self.store.deliveries(due=time.time()):
                     if len(self._sending) >= self.config.webhooks.concurrency:
                         break
-                    if delivery["vsid"] not in self._sending:
-                        self._sending[delivery["vsid"]] = asyncio.create_task(
-                            self._send(delivery), name=delivery["id"])
+                    if delivery.vsid not in self._sending:
+                        self._sending[delivery.vsid] = asyncio.create_task(
+                            self._send(delivery), name=delivery.id)
             except Exception:  # the store failed; look again at the next wake
                 log.exception("webhook worker")
             self._wake.clear()
@@ -191,47 +188,47 @@ class WebhookService:
             except TimeoutError:
                 pass
 
-    async def _send(self, delivery: dict[str, Any]) -> None:
+    async def _send(self, delivery: Delivery) -> None:
         try:
             await self._attempt(delivery)
-            if delivery["id"] in self._replay_after:
-                delivery.update({"state": "pending", "next_at": time.time()})
+            if delivery.id in self._replay_after:
+                delivery.state, delivery.next_at = "pending", time.time()
                 await self.store.save_delivery(delivery)
         except Exception as error:  # one bad delivery must not stop the others
-            log.exception("delivery %s", delivery["id"])
+            log.exception("delivery %s", delivery.id)
             try:  # count it as a failed attempt, so it follows the retry schedule
                 self._settle(delivery, {"at": _now_iso(), "error": f"internal error: {error}"},
                              False)
                 await self.store.save_delivery(delivery)
             except Exception:
-                log.exception("delivery %s: could not record the failure", delivery["id"])
+                log.exception("delivery %s: could not record the failure", delivery.id)
         finally:
-            self._replay_after.discard(delivery["id"])
-            del self._sending[delivery["vsid"]]
+            self._replay_after.discard(delivery.id)
+            del self._sending[delivery.vsid]
             self._wake.set()  # the job's next delivery, or another job's, may be due
 
-    async def _attempt(self, delivery: dict[str, Any]) -> None:
-        if delivery["kind"] == "upload":
+    async def _attempt(self, delivery: Delivery) -> None:
+        if delivery.is_upload:
             result = await self.uploader.attempt(delivery)
             ok, final = bool(result.get("ok")), bool(result.get("final"))
             self._settle(delivery, {"at": _now_iso(), **result},
                          ok, final)
             await self.store.save_delivery(delivery)
             return
-        attempts = delivery["attempts"]
-        urls = delivery["urls"]
+        attempts = delivery.attempts
+        urls = delivery.urls
         url = urls[len(attempts) % len(urls)]  # primary, then failover, alternating
         timestamp = int(time.time())
-        body = delivery["body"].encode()
+        body = delivery.body.encode()
         request = HTTPRequest(url, method="POST", body=body, follow_redirects=False,
-                              request_timeout=delivery["timeout"],
-                              connect_timeout=delivery["timeout"], headers={
+                              request_timeout=delivery.timeout,
+                              connect_timeout=delivery.timeout, headers={
                                   "Content-Type": "application/json",
                                   "User-Agent": "framewire-webhooks",
-                                  "webhook-id": delivery["id"],
+                                  "webhook-id": delivery.id,
                                   "webhook-timestamp": str(timestamp),
-                                  "webhook-signature": sign(self.secret(delivery["owner"]),
-                                                            delivery["id"], timestamp, body)})
+                                  "webhook-signature": sign(self.secret(delivery.owner),
+                                                            delivery.id, timestamp, body)})
         outcome: dict[str, Any] = {"at": _now_iso(), "url": url}
         try:
             response = await self._post(request)
@@ -266,21 +263,20 @@ class WebhookService:
                                   connect_timeout=request.connect_timeout)
         return await self.policy.client.fetch(request, raise_error=False)
 
-    def _settle(self, delivery: dict[str, Any], outcome: dict[str, Any], delivered: bool,
+    def _settle(self, delivery: Delivery, outcome: dict[str, Any], delivered: bool,
                 final: bool = False) -> None:
         """Log an attempt; then delivered, given up, or when to try next."""
-        attempts = delivery["attempts"]
         outcome.pop("ok", None)
         outcome.pop("final", None)
-        attempts.append(outcome)
+        delivery.attempts.append(outcome)
         schedule = self.config.webhooks.retry_schedule
         if delivered:
-            delivery["state"] = "delivered"
-            self.uploader.headers.pop(delivery["id"], None)
-        elif final or len(attempts) > len(schedule):
-            delivery["state"] = "failed"
-            self.uploader.headers.pop(delivery["id"], None)
-            log.warning("delivery %s gave up after %d attempts", delivery["id"],
-                        len(attempts))
+            delivery.state = "delivered"
+        elif final or len(delivery.attempts) > len(schedule):
+            delivery.state = "failed"
+            log.warning("delivery %s gave up after %d attempts", delivery.id,
+                        len(delivery.attempts))
         else:
-            delivery["next_at"] = time.time() + schedule[len(attempts) - 1]
+            delivery.next_at = time.time() + schedule[len(delivery.attempts) - 1]
+        if delivery.is_upload and delivery.state != "pending":
+            self.uploader.done_with(delivery)

@@ -7,33 +7,18 @@ import json
 import math
 import time
 from typing import Any
-from urllib.parse import urlencode
 
 from tornado.iostream import StreamClosedError
 
 from .. import errors
 from ..audit import audit, short
-from ..sessions import RemoteSession
+from ..remote.sessions import RemoteSession
 from .base import ApiHandler
+from .paging import MAX_PAGE, next_page, page_arguments, states_argument
 from .remotes import SID
 from .streaming import send_remote_file
 
-STATES = ("queued", "running", "succeeded", "failed", "canceled", "expired")
 MAX_STREAM_SECONDS = 24 * 3600
-MAX_PAGE = 1000  # jobs in one list answer
-
-
-def states_argument(handler: ApiHandler) -> list[str] | None:
-    """The ``?status=a,b`` filter of a job list."""
-    wanted = handler.get_query_argument("status", None)
-    if wanted is None:
-        return None
-    states = [part for part in wanted.split(",") if part]
-    for state in states:
-        if state not in STATES:
-            raise errors.ValidationError("status", f"Unknown status {state!r}; use "
-                                         f"{', '.join(STATES)} (comma-separated).")
-    return states
 
 
 class VideosHandler(ApiHandler):
@@ -44,7 +29,7 @@ class VideosHandler(ApiHandler):
                                     and key.isprintable()):
             raise errors.ValidationError("Idempotency-Key", "Idempotency-Key must be 1 to 255 "
                                          "printable ASCII characters.")
-        vsid = await self.services.videos.create(session, self.json_body(), key)
+        vsid = await self.services.jobs.create(session, self.json_body(), key)
         audit("job-create", user=self.user, sid=short(sid), video=short(vsid),
               host=session.hostname, username=session.username)
         self.set_header("Location", f"/remotes/{sid}/videos/{vsid}")
@@ -70,30 +55,10 @@ async def list_page(handler: ApiHandler, session: RemoteSession | None) -> None:
         raise errors.ValidationError("ids", f"ids names at most {MAX_PAGE} videos; "
                                             "ask in several requests.")
     limit, before = page_arguments(handler)
-    jobs, more = await handler.services.videos.list_jobs(
+    jobs, more = await handler.services.jobs.list_jobs(
         session, handler.user, states=states_argument(handler), ids=wanted,
         before=before, limit=limit)
     handler.write_json({"videos": jobs, "next": next_page(handler, more)})
-
-
-def page_arguments(handler: ApiHandler) -> tuple[int, str | None]:
-    """``?limit=N`` (1 to 1000, default 1000) and ``?before=VSID``."""
-    text = handler.get_query_argument("limit", str(MAX_PAGE))
-    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_PAGE):
-        raise errors.ValidationError("limit", f"limit must be a whole number from 1 to "
-                                              f"{MAX_PAGE}.")
-    return int(text), handler.get_query_argument("before", None)
-
-
-def next_page(handler: ApiHandler, more: str | None) -> str | None:
-    """The URL of the page after the one whose last job is ``more``; sets ``Link``."""
-    if more is None:
-        return None
-    query = [(key, values[-1].decode()) for key, values in
-             handler.request.query_arguments.items() if key != "before"]
-    following = f"{handler.request.path}?{urlencode([*query, ('before', more)])}"
-    handler.set_header("Link", f'<{following}>; rel="next"')
-    return following
 
 
 class VideoStatusHandler(ApiHandler):
@@ -108,9 +73,9 @@ class VideoStatusHandler(ApiHandler):
             if not math.isfinite(seconds) or seconds < 0:
                 raise errors.ValidationError(
                     "timeout", f"timeout must be a number of seconds, got {timeout!r}.")
-            self.write_json(await self.services.videos.wait(session, vsid, seconds))
+            self.write_json(await self.services.jobs.wait(session, vsid, seconds))
             return
-        self.write_json(await self.services.videos.status(session, vsid))
+        self.write_json(await self.services.jobs.status(session, vsid))
 
 
 class VideoEventsHandler(ApiHandler):
@@ -133,7 +98,7 @@ class VideoEventsHandler(ApiHandler):
             raise errors.ValidationError("Last-Event-ID", "Last-Event-ID must be the id of "
                                          "an event of this stream (a whole number).")
         after = int(last)
-        await self.services.videos.status(session, vsid)  # 404 before any header goes out
+        await self.services.jobs.status(session, vsid)  # 404 before any header goes out
         self.set_header("Content-Type", "application/x-ndjson" if ndjson
                         else "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
@@ -143,14 +108,14 @@ class VideoEventsHandler(ApiHandler):
             while time.monotonic() < deadline:
                 try:
                     session = self.services.sessions.get(self.user, sid)  # keeps it alive
-                    events, ended = await self.services.videos.events(session, vsid, after)
+                    events, ended = await self.services.jobs.events(session, vsid, after)
                 except errors.FramewireError as error:
                     # Headers went out long ago: the stream ends in words, not a reset.
                     self._send(ndjson, None, "end", stream_end(error, vsid, after))
                     break
-                for event in events:
-                    self._send(ndjson, event.seq, "status", event.data)
-                    after = event.seq
+                for seq, view in events:
+                    self._send(ndjson, seq, "status", view)
+                    after = seq
                 if not events and not ndjson:
                     self.write(": keep-alive\n\n")
                 await self.flush()
@@ -192,21 +157,21 @@ class VideoWebhooksHandler(ApiHandler):
     async def get(self, sid: str, vsid: str) -> None:
         """The job's webhook deliveries and every attempt made for each."""
         session = self.services.sessions.get(self.user, sid)
-        await self.services.videos.status(session, vsid)  # reachable, or 404
+        await self.services.jobs.status(session, vsid)  # reachable, or 404
         self.write_json({"deliveries": await self.services.webhooks.log(vsid)})
 
 
 class WebhookReplayHandler(ApiHandler):
     async def post(self, sid: str, vsid: str, delivery_id: str) -> None:
         session = self.services.sessions.get(self.user, sid)
-        await self.services.videos.status(session, vsid)
+        await self.services.jobs.status(session, vsid)
         self.write_json(await self.services.webhooks.replay(vsid, delivery_id), status=202)
 
 
 class VideoCancelHandler(ApiHandler):
     async def post(self, sid: str, vsid: str) -> None:
         session = self.services.sessions.get(self.user, sid)
-        status = await self.services.videos.cancel(session, vsid)
+        status = await self.services.jobs.cancel(session, vsid)
         audit("job-cancel", user=self.user, video=short(vsid))
         self.write_json(status)
 
@@ -214,9 +179,8 @@ class VideoCancelHandler(ApiHandler):
 class OutputHandler(ApiHandler):
     async def get(self, sid: str, vsid: str, name: str) -> None:
         session = self.services.sessions.get(self.user, sid)
-        output = await self.services.videos.output(session, vsid, name)
-        await send_remote_file(self, session, output["path"], output["size"],
-                               output["content_type"])
+        await send_remote_file(self, session, await self.services.jobs.output(session, vsid,
+                                                                               name))
 
     head = get
 
@@ -224,15 +188,13 @@ class OutputHandler(ApiHandler):
 class VideoHandler(ApiHandler):
     async def get(self, sid: str, vsid: str) -> None:
         session = self.services.sessions.get(self.user, sid)
-        output = await self.services.videos.output(session, vsid)
-        await send_remote_file(self, session, output["path"], output["size"],
-                               output["content_type"])
+        await send_remote_file(self, session, await self.services.jobs.output(session, vsid))
 
     head = get
 
     async def delete(self, sid: str, vsid: str) -> None:
         session = self.services.sessions.get(self.user, sid)
-        await self.services.videos.delete(session, vsid)
+        await self.services.jobs.delete(session, vsid)
         audit("job-delete", user=self.user, video=short(vsid))
         self.set_status(204)
         self.finish()

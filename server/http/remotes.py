@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import errors
 from ..audit import audit, short
-from ..sessions import RemoteSession
+from ..remote.sessions import RemoteSession
 from .base import ApiHandler
 
 

@@ -17,24 +17,26 @@ import asyncio
 import logging
 from typing import Any, Coroutine
 
-from . import background, errors, ssh
-from .config import Config
-from .jobs import FINAL, VideoService
-from .sessions import SessionManager
-from .store import JobStore
+from .. import background, errors
+from ..config import Config
+from ..records import UNFINISHED_STATES, JobState
+from ..remote.routes import client_keys
+from ..remote.sessions import SessionManager
+from ..store import JobStore
+from .service import JobService
 
 log = logging.getLogger(__name__)
 FOLLOW_INTERVAL = 5.0  # seconds between status questions while following
 Account = tuple[str, str, int, str]  # owner, hostname, port, username
 
 
-class Reattacher:
+class FollowUp:
     def __init__(self, store: JobStore, config: Config, sessions: SessionManager,
-                 videos: VideoService) -> None:
+                 jobs: JobService) -> None:
         self.store = store
         self.config = config
         self.sessions = sessions
-        self.videos = videos
+        self.jobs = jobs
         self._tasks: set[asyncio.Task[Any]] = set()
         self._following: set[Account] = set()  # host accounts with a session of ours
         self._unreachable: set[Account] = set()
@@ -55,8 +57,8 @@ class Reattacher:
         await background.stop(list(self._tasks))
 
     def can_log_in(self, owner: str, hostname: str) -> bool:
-        return self.sessions.is_local(hostname) or bool(ssh.client_keys(self.config, owner,
-                                                                          hostname))
+        return self.sessions.is_local(hostname) or bool(client_keys(self.config, owner,
+                                                                      hostname))
 
     async def _watch(self) -> None:
         while True:
@@ -70,7 +72,8 @@ class Reattacher:
         """Hand every unfinished job that no session follows to one that can."""
         followed = {vsid for session in self.sessions.live() for vsid in session.jobs}
         accounts: dict[Account, list[str]] = {}
-        for record in await self.store.find_all(states=["queued", "running"]):
+        for record in await self.store.find_all(
+                states=[state.value for state in UNFINISHED_STATES]):
             account = (record.owner, record.hostname, record.port, record.username)
             if record.vsid in followed or record.vsid in self._unknown \
                     or account in self._following:
@@ -78,7 +81,7 @@ class Reattacher:
             session = self.sessions.live_for(*account)
             if session is not None:
                 try:  # its agent follows the job from now on, and the session holds it
-                    await self.videos.status(session, record.vsid)
+                    await self.jobs.status(session, record.vsid)
                 except errors.FramewireError as error:
                     self._failed(record.vsid, error)
             elif self.can_log_in(record.owner, record.hostname):
@@ -111,12 +114,12 @@ class Reattacher:
             while jobs:
                 for vsid in list(jobs):
                     try:
-                        status = await self.videos.status(session, vsid)
+                        status = await self.jobs.status(session, vsid)
                     except errors.FramewireError as error:
                         self._failed(vsid, error)
                         jobs.remove(vsid)
                         continue
-                    if status["status"] in FINAL:
+                    if JobState.of(status["status"]).final:
                         jobs.remove(vsid)
                 self.sessions.get(owner, session.sid)  # keep the session from idling out
                 if jobs:

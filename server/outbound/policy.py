@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 from tornado.httpclient import AsyncHTTPClient
 from tornado.netutil import DefaultExecutorResolver, Resolver
 
-from . import errors
-from .config import OutgoingConfig
+from .. import errors
+from ..config import OutgoingConfig
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 

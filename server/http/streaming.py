@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 from tornado.iostream import StreamClosedError
 
 from .. import errors
-from ..sessions import RemoteSession
+from ..remote.files import RemoteFile
+from ..remote.sessions import RemoteSession
 from .base import ApiHandler
 
 log = logging.getLogger(__name__)
@@ -52,16 +53,16 @@ def _unsatisfiable(header: str, size: int) -> errors.RangeNotSatisfiable:
         headers={"Content-Range": f"bytes */{size}"})
 
 
-async def send_remote_file(handler: ApiHandler, session: RemoteSession, path: str,
-                           size: int, content_type: str,
+async def send_remote_file(handler: ApiHandler, session: RemoteSession, file: RemoteFile,
                            before_end: Callable[[], Awaitable[None]] | None = None) -> None:
-    """Answer GET or HEAD with the file at ``path`` on the session's host.
+    """Answer GET or HEAD with ``file`` on the session's host.
 
     ``before_end`` runs before the last bytes go out, so a client holding the whole
     body finds its clean-up (a temporary file released) already done.
     """
+    path, size = file.path, file.size
     handler.set_header("Accept-Ranges", "bytes")
-    handler.set_header("Content-Type", content_type)
+    handler.set_header("Content-Type", file.content_type)
     selected = parse_range(handler.request.headers.get("Range"), size)
     if selected is None:
         first, last = 0, size - 1
@@ -76,7 +77,7 @@ async def send_remote_file(handler: ApiHandler, session: RemoteSession, path: st
             await before_end()
         handler.finish()
         return
-    channel = await session.transport.open_stream(path, first, length)
+    channel = await handler.services.files.open(session, file, first, length)
     sent = 0
     try:
         while sent < length:

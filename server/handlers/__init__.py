@@ -1,1 +1,0 @@
-"""HTTP handlers: decode the request, call a service, write the answer."""

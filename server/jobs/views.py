@@ -1,0 +1,91 @@
+"""How a job looks from outside: the one JSON view of a job (status answers, list
+entries, progress events, webhook bodies), and the admin's and storage's views,
+which share its summary fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..records import JobState, JobStatus, Output, iso
+from ..store import JobRecord
+
+
+def job_view(record: JobRecord, sid: str, status: JobStatus | None = None, *,
+             listed: bool = False) -> dict[str, Any]:
+    """Slycat's ``ok``/``ready``/``message`` beside framewire's richer fields, for
+    ``status`` (default the job's last known one).
+
+    URLs point through session ``sid``: the one the caller is using.  A list
+    entry (``listed``) also says where the job runs and when it was made.
+    """
+    status = record.status if status is None else status
+    state = JobState.of(status.get("status"))
+    body: dict[str, Any] = {
+        "ok": state not in (JobState.FAILED, JobState.CANCELED, JobState.EXPIRED),
+        "ready": state is JobState.SUCCEEDED,
+        "message": status.get("message", ""),
+        "sid": record.vsid,
+        "status": state.value,
+        "phase": status.get("phase"),
+        "progress": status.get("progress", 0.0),
+        "frames_done": status.get("frames_done", 0),
+        "frames_total": status.get("frames_total", record.frames),
+        "eta_seconds": status.get("eta_seconds"),
+        "events": status.get("events", {}),
+        "content_type": record.content_type,
+        "frame_rate": status.get("frame_rate"),
+        "width": status.get("width"),
+        "height": status.get("height"),
+        "notes": status.get("notes", []),
+        "runner_max_rss_kb": status.get("runner_max_rss_kb"),
+        "outputs": [],
+    }
+    if state is JobState.SUCCEEDED:
+        base = f"/remotes/{sid}/videos/{record.vsid}"
+        for output in finished_outputs(status):
+            name = output.get("name", "video")
+            body["outputs"].append({
+                "name": name,
+                "kind": output.get("kind", "video"),
+                "content_type": output.get("content_type", record.content_type),
+                "size": output.get("size"),
+                "width": output.get("width"),
+                "height": output.get("height"),
+                "url": f"{base}/outputs/{name}",
+            })
+    if state is JobState.FAILED:
+        body["returncode"] = status.get("returncode")
+        body["stderr"] = status.get("stderr", "")
+    if listed:
+        body.update({"hostname": record.hostname, "username": record.username,
+                     "created": iso(record.created), "updated": iso(record.updated)})
+    return body
+
+
+def finished_outputs(status: JobStatus) -> list[Output]:
+    """A finished job's outputs (``output`` alone for jobs recorded before ``outputs``)."""
+    outputs = status.get("outputs")
+    if outputs:
+        return outputs
+    single = status.get("output")
+    return [single] if single else []
+
+
+def summary(record: JobRecord) -> dict[str, Any]:
+    """What every view of a job says: which, where, in what state, since when."""
+    return {"sid": record.vsid, "hostname": record.hostname, "username": record.username,
+            "status": record.state, "created": iso(record.created)}
+
+
+def admin_view(record: JobRecord) -> dict[str, Any]:
+    """An admin's list entry: whose, and how it stands; no URLs (admins reach only
+    their own sessions)."""
+    return {**summary(record), "owner": record.owner, "updated": iso(record.updated),
+            "message": record.status.get("message")}
+
+
+def storage_view(record: JobRecord, completed: float | None, expires: float | None,
+                 size: int) -> dict[str, Any]:
+    """A job in its owner's storage listing."""
+    return {**summary(record), "completed": iso(completed), "expires": iso(expires),
+            "size": size, "delete_requested": record.delete_requested}
