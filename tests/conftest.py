@@ -6,6 +6,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from tests import leaks
 from tests.fixtures import SSHD, LiveServer, make_config, shared_dir, start_sshd
 from tests.webhook_receiver import Receiver
 
@@ -64,3 +65,25 @@ def receivers() -> Iterator[list[Receiver]]:
     yield made
     for receiver in made:
         receiver.stop()
+
+
+# -- no test leaks child processes, threads or file descriptors -------------------------
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    yield
+    item.stash[_BASELINE] = leaks.Snapshot.take()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield
+    before = item.stash.get(_BASELINE, None)
+    if before is None:
+        return
+    found = leaks.leaks(before)
+    if found:
+        raise AssertionError(f"{item.nodeid} left behind: " + "; ".join(found[:10]))
+
+
+_BASELINE = pytest.StashKey[leaks.Snapshot]()

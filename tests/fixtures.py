@@ -187,13 +187,16 @@ class LiveServer:
 
         async def shutdown() -> None:
             self.server.stop()
+            await self.server.close_all_connections()
             await self.services.close()
+            await self.loop.shutdown_default_executor()  # getaddrinfo's threads
         try:
             self.call(shutdown())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
             self.http.close()
+            self.loop.close()
 
     # -- conveniences for tests -------------------------------------------
 

@@ -338,6 +338,12 @@ function showStatus(status) {
   $("progress").dataset.status = status.status;
 }
 
+// A job's status is its last word when it can no longer succeed or has: the
+// server's ok and ready say so (no list of final states to keep in step here).
+function isFinal(status) {
+  return !status.ok || status.ready;
+}
+
 function follow(sid, vsid) {
   if (state.stream) state.stream.close();
   state.job = { sid, vsid };
@@ -351,7 +357,7 @@ function follow(sid, vsid) {
   stream.addEventListener("status", (event) => {
     const status = JSON.parse(event.data);
     showStatus(status);
-    if (["succeeded", "failed", "canceled", "expired"].includes(status.status)) {
+    if (isFinal(status)) {
       stream.close();
       finished(status);
     }

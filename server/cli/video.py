@@ -444,7 +444,7 @@ def show_status(client: Client, vsid: str) -> int:
     video = find(client, vsid)
     progress = f"{video.get('progress', 0):.0f}%"
     print(f"{video['sid']}  {video['status']}  {progress}  {video.get('message') or ''}")
-    return 0 if video["status"] in ("queued", "running", "succeeded") else 1
+    return 0 if video["ok"] else 1  # failed, canceled or expired: 1
 
 
 def manage(client: Client, args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import tornado.web
 
 from .. import errors
-from ..audit import audit, short
+from ..audit import audit
 from ..auth import COOKIE
 from ..jobs.service import find_page
 from ..jobs.views import admin_view
@@ -257,11 +257,8 @@ class TokenHandler(TokenAccess):
 class AdminSessionsHandler(ApiHandler):
     async def get(self) -> None:
         self.require_admin()
-        sessions = [{"sid": short(s.sid), "owner": s.owner, "hostname": s.hostname,
-                     "port": s.port, "username": s.username, "transport": s.transport.kind,
-                     "created": iso(s.created), "last_access": iso(s.last_access)}
-                    for s in self.services.sessions.live()]
-        self.write_json({"sessions": sessions})
+        self.write_json({"sessions": [session.admin_view()
+                                      for session in self.services.sessions.live()]})
 
 
 class AdminVideosHandler(ApiHandler):

@@ -103,7 +103,7 @@ class RemotesHandler(ApiHandler):
     def _created(self, session: RemoteSession) -> None:
         audit("session-create", user=self.user, sid=short(session.sid),
               host=session.hostname, port=session.port, username=session.username,
-              transport=session.transport.kind)
+              transport=session.transport_kind)
         self.set_header("Location", f"/remotes/{session.sid}")
         self.write_json({"sid": session.sid})
 

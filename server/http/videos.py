@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from tornado.iostream import StreamClosedError
@@ -126,7 +127,8 @@ class VideoEventsHandler(ApiHandler):
             return
         self.finish()
 
-    def _send(self, ndjson: bool, seq: int | None, name: str, data: dict[str, Any]) -> None:
+    def _send(self, ndjson: bool, seq: int | None, name: str,
+              data: Mapping[str, object]) -> None:
         if ndjson:
             self.write(json.dumps({"id": seq, "event": name, "data": data}) + "\n")
         else:

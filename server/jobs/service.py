@@ -28,7 +28,7 @@ from ..remote.agent_client import AgentClient
 from ..remote.files import RemoteFile
 from ..remote.sessions import RemoteSession, SessionManager
 from ..store import JobRecord, JobStore
-from .views import finished_outputs, job_view
+from .views import JobView, finished_outputs, job_view
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ PROGRESS_INTERVAL = 0.5  # at most two progress events a second per job
 REFRESH_INTERVAL = 5.0   # a waiter looks again when no event came for this long
 MAX_WAIT = 300.0
 IDEMPOTENCY_WINDOW = 24 * 3600.0
-StreamEvent = tuple[int, dict[str, Any]]  # an event's number, and the job's view then
+StreamEvent = tuple[int, JobView]  # an event's number, and the job's view then
 
 
 @dataclass
@@ -196,7 +196,7 @@ class JobService:
         await self._apply(record, status)
         return status
 
-    async def status(self, session: RemoteSession, vsid: str) -> dict[str, Any]:
+    async def status(self, session: RemoteSession, vsid: str) -> JobView:
         """The job's view for ``GET …/status`` (with its uploads, if it has any)."""
         record = await self._record(session, vsid)
         body = job_view(record, session.sid, await self._refresh(session, record))
@@ -205,7 +205,7 @@ class JobService:
                                   if entry["kind"] == "upload"]
         return body
 
-    async def wait(self, session: RemoteSession, vsid: str, timeout: float) -> dict[str, Any]:
+    async def wait(self, session: RemoteSession, vsid: str, timeout: float) -> JobView:
         """Long-poll: the status once the job ends, or when ``timeout`` runs out."""
         deadline = time.monotonic() + min(max(timeout, 0.0), MAX_WAIT)
         while True:
@@ -241,7 +241,7 @@ class JobService:
     async def list_jobs(self, session: RemoteSession | None, owner: str,
                         states: list[str] | None = None, ids: list[str] | None = None,
                         before: str | None = None,
-                        limit: int = 1000) -> tuple[list[dict[str, Any]], str | None]:
+                        limit: int = 1000) -> tuple[list[JobView], str | None]:
         """Jobs as their last known status: one host account's, or all of ``owner``'s.
 
         Newest first, ``limit`` of them after the job ``before``; the second value
@@ -313,7 +313,7 @@ class JobService:
         return RemoteFile(chosen["path"], int(chosen["size"]),
                           chosen.get("content_type", record.content_type))
 
-    async def cancel(self, session: RemoteSession, vsid: str) -> dict[str, Any]:
+    async def cancel(self, session: RemoteSession, vsid: str) -> JobView:
         """Stop a running job (ffmpeg stopped, partial files removed); a no-op once ended."""
         record = await self._record(session, vsid)
         if not is_final(record.status):
@@ -359,7 +359,7 @@ def _reachable(record: JobRecord, session: RemoteSession) -> bool:
             and record.port == session.port and record.username == session.username)
 
 
-def _not_ready_hint(status: dict[str, Any]) -> str:
+def _not_ready_hint(status: JobView) -> str:
     state = status["status"]
     if state == "failed":
         return f"The video failed and will not be ready: {status['message']}"

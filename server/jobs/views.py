@@ -4,14 +4,54 @@ which share its summary fields."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
-from ..records import JobState, JobStatus, Output, iso
+from ..records import JobEvents, JobState, JobStatus, Output, iso
 from ..store import JobRecord
 
 
+class OutputView(TypedDict):
+    name: str
+    kind: str
+    content_type: str
+    size: int | None
+    width: int | None
+    height: int | None
+    url: str
+
+
+class JobView(TypedDict, total=False):
+    """A job as the API shows it (docs/api.md, the status fields)."""
+
+    ok: bool
+    ready: bool
+    message: str
+    sid: str
+    status: str
+    phase: str | None
+    progress: float
+    frames_done: int
+    frames_total: int
+    eta_seconds: float | None
+    events: JobEvents
+    content_type: str
+    frame_rate: str | None
+    width: int | None
+    height: int | None
+    notes: list[str]
+    runner_max_rss_kb: int | None
+    outputs: list[OutputView]
+    returncode: int | None  # failed only
+    stderr: str  # failed only
+    hostname: str  # list entries only
+    username: str
+    created: str
+    updated: str
+    deliveries: list[dict[str, Any]]  # a status with uploads: their log
+
+
 def job_view(record: JobRecord, sid: str, status: JobStatus | None = None, *,
-             listed: bool = False) -> dict[str, Any]:
+             listed: bool = False) -> JobView:
     """Slycat's ``ok``/``ready``/``message`` beside framewire's richer fields, for
     ``status`` (default the job's last known one).
 
@@ -20,7 +60,7 @@ def job_view(record: JobRecord, sid: str, status: JobStatus | None = None, *,
     """
     status = record.status if status is None else status
     state = JobState.of(status.get("status"))
-    body: dict[str, Any] = {
+    body = JobView({
         "ok": state not in (JobState.FAILED, JobState.CANCELED, JobState.EXPIRED),
         "ready": state is JobState.SUCCEEDED,
         "message": status.get("message", ""),
@@ -39,12 +79,12 @@ def job_view(record: JobRecord, sid: str, status: JobStatus | None = None, *,
         "notes": status.get("notes", []),
         "runner_max_rss_kb": status.get("runner_max_rss_kb"),
         "outputs": [],
-    }
+    })
     if state is JobState.SUCCEEDED:
         base = f"/remotes/{sid}/videos/{record.vsid}"
         for output in finished_outputs(status):
             name = output.get("name", "video")
-            body["outputs"].append({
+            body["outputs"].append(OutputView({
                 "name": name,
                 "kind": output.get("kind", "video"),
                 "content_type": output.get("content_type", record.content_type),
@@ -52,7 +92,7 @@ def job_view(record: JobRecord, sid: str, status: JobStatus | None = None, *,
                 "width": output.get("width"),
                 "height": output.get("height"),
                 "url": f"{base}/outputs/{name}",
-            })
+            }))
     if state is JobState.FAILED:
         body["returncode"] = status.get("returncode")
         body["stderr"] = status.get("stderr", "")

@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urljoin
 
@@ -27,7 +28,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 from .. import background, errors
 from ..auth import server_secret
 from ..config import Config
-from ..records import Delivery, JobHooks, JobStatus, UploadPlan
+from ..records import Delivery, JobHooks, JobState, JobStatus, UploadPlan
 from ..store import JobRecord, JobStore
 from .policy import Denied, OutgoingPolicy
 from .uploads import Uploader, upload_id
@@ -103,24 +104,24 @@ class WebhookService:
         await background.stop([self._worker, *self._sending.values()])
 
     async def on_status(self, record: JobRecord, status: JobStatus,
-                        body: dict[str, Any]) -> None:
+                        body: Mapping[str, object]) -> None:
         """Queue the deliveries a change of state calls for (each at most once)."""
         hooks = record.hooks
         if not hooks:
             return
-        state = status.get("status", "")
+        state = JobState.of(status.get("status"))
         targets: list[tuple[str, list[str]]] = []
         if "webhook_event_url" in hooks:
             urls = [hooks["webhook_event_url"]]
             if "webhook_event_failover_url" in hooks:
                 urls.append(hooks["webhook_event_failover_url"])
-            targets.append((f"job.{state}", urls))
-        if state == "succeeded" and "url_callback" in hooks:
+            targets.append((f"job.{state.value}", urls))
+        if state is JobState.SUCCEEDED and "url_callback" in hooks:
             targets.append(("callback", [hooks["url_callback"]]))
-        if state in ("failed", "canceled") and "url_errback" in hooks:
+        if state in (JobState.FAILED, JobState.CANCELED) and "url_errback" in hooks:
             targets.append(("errback", [hooks["url_errback"]]))
         now = time.time()
-        if state == "succeeded":
+        if state is JobState.SUCCEEDED:
             for index, target in enumerate(hooks.get("deliver", [])):
                 await self.store.add_delivery(Delivery(
                     id=upload_id(record.vsid, index), vsid=record.vsid, owner=record.owner,
@@ -131,7 +132,7 @@ class WebhookService:
                         has_headers=self.uploader.has_headers(record.vsid, index))))
                 self._wake.set()
         for kind, urls in targets:
-            payload = {"type": kind if kind.startswith("job.") else f"job.{state}",
+            payload = {"type": kind if kind.startswith("job.") else f"job.{state.value}",
                        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
                        "data": body}
             await self.store.add_delivery(Delivery(

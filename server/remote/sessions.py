@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import errors
+from ..audit import short
 from ..config import Config
 from ..events import Events
 from ..records import iso
@@ -41,6 +42,17 @@ class RemoteSession:
     # Unfinished jobs this session's agent follows: while there are any, the
     # session does not expire, so their end is seen (events, webhooks, uploads).
     jobs: set[str] = field(default_factory=set)
+
+    @property
+    def transport_kind(self) -> str:
+        """How the host is reached: ``ssh`` or ``local``."""
+        return self.transport.kind
+
+    def admin_view(self) -> dict[str, Any]:
+        """The session in an admin's list: whose and where, its id shortened (never usable)."""
+        return {"sid": short(self.sid), "owner": self.owner, "hostname": self.hostname,
+                "port": self.port, "username": self.username, "transport": self.transport.kind,
+                "created": iso(self.created), "last_access": iso(self.last_access)}
 
     @property
     def held(self) -> bool:

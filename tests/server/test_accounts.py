@@ -5,6 +5,7 @@ pauses; and the limits every user meets."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import sqlite3
 import time
@@ -131,7 +132,7 @@ def test_api_tokens_are_per_user_shown_once_and_stored_hashed(
     gone = requests.get(server.url + "/me", headers=bearer, timeout=30)
     assert gone.status_code == 401 and "framewire token create" in gone.headers[
         "X-Slycat-Hint"]
-    with sqlite3.connect(server.config.database) as db:
+    with contextlib.closing(sqlite3.connect(server.config.database)) as db:
         assert db.execute("SELECT COUNT(*) FROM api_tokens").fetchone() == (0,)
 
 

@@ -7,7 +7,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,16 @@ import slycat.web.client
 from server.config import HostConfig
 from tests.fixtures import SSHD, LiveServer, probe, solid_frames
 
+OPEN: list[slycat.web.client.Connection] = []
+
+
+@pytest.fixture(autouse=True)
+def close_connections() -> Iterator[None]:
+    """The client's connections a test made, closed after it (the client never does)."""
+    yield
+    while OPEN:
+        OPEN.pop().session.close()
+
 
 def connect(server: LiveServer, password: str,
             user: str = "analyst") -> slycat.web.client.Connection:
@@ -24,7 +34,9 @@ def connect(server: LiveServer, password: str,
     arguments = slycat.web.client.ArgumentParser().parse_args([
         "--host", "http://127.0.0.1", "--port", str(server.port), "--user", user,
         f"--password={password}", "--no-verify"])
-    return slycat.web.client.connect(arguments)
+    connection = slycat.web.client.connect(arguments)
+    OPEN.append(connection)
+    return connection
 
 
 @pytest.fixture

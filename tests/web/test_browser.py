@@ -31,8 +31,10 @@ def chromium() -> str:
     raise RuntimeError("Chromium is not installed: apt-get install chromium (.ci/run does)")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
+    """A browser per test: what Playwright starts along the way (threads for a
+    download, its sockets) ends with the test, as the leak check wants."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=chromium(), headless=True,
