@@ -19,7 +19,6 @@ from typing import Any, Callable, Dict, List, Optional  # noqa: F401 (type comme
 
 from . import ffmpeg, options, protocol
 
-FINAL = ("succeeded", "failed", "canceled")
 CANCEL_MARK = "cancel-requested"
 CANCEL_WAIT = 3.0  # seconds a canceled runner has to write its own final status
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -110,7 +109,7 @@ class JobStore(object):
         first = spec["outputs"][0]
         status = {
             "id": spec["job"],
-            "status": "queued",
+            "status": protocol.QUEUED,
             "phase": "queued",
             "message": "Queued.",
             "progress": 0.0,
@@ -159,10 +158,10 @@ class JobStore(object):
         except (OSError, ValueError):
             raise protocol.AgentError(protocol.UNKNOWN_JOB, "Unknown video job.",
                                       {"job": args.get("job")}) from None
-        if status["status"] not in FINAL and not alive(status.get("pid")):
+        if status["status"] not in protocol.FINAL_STATES and not alive(status.get("pid")):
             # Re-read: the runner may have finished between the two looks.
             status = read_json(path)
-            if status["status"] not in FINAL and not alive(status.get("pid")):
+            if status["status"] not in protocol.FINAL_STATES and not alive(status.get("pid")):
                 status = self._finish_abandoned(job_dir, status)
         return status
 
@@ -170,13 +169,13 @@ class JobStore(object):
         # type: (str, Dict[str, Any]) -> Dict[str, Any]
         if os.path.exists(os.path.join(job_dir, CANCEL_MARK)):
             # Killed by a cancel before it could write its own status.
-            return end_job(job_dir, status, "canceled", "Canceled.")
-        return end_job(job_dir, status, "failed", "The encoder process ended unexpectedly.")
+            return end_job(job_dir, status, protocol.CANCELED, "Canceled.")
+        return end_job(job_dir, status, protocol.FAILED, "The encoder process ended unexpectedly.")
 
     def cancel(self, args):
         # type: (Dict[str, Any]) -> Dict[str, Any]
         status = self.status(args)
-        if status["status"] in FINAL:
+        if status["status"] in protocol.FINAL_STATES:
             return status
         job_dir = self.directory(args.get("job"))
         open(os.path.join(job_dir, CANCEL_MARK), "w").close()
@@ -189,7 +188,7 @@ class JobStore(object):
         deadline = time.time() + CANCEL_WAIT
         while time.time() < deadline:
             status = self.status(args)
-            if status["status"] in FINAL:
+            if status["status"] in protocol.FINAL_STATES:
                 return status
             time.sleep(0.05)
         if pid:
@@ -198,7 +197,7 @@ class JobStore(object):
             except OSError:
                 pass
         status = read_json(os.path.join(job_dir, "status.json"))
-        return end_job(job_dir, status, "canceled", "Canceled.")
+        return end_job(job_dir, status, protocol.CANCELED, "Canceled.")
 
     def delete(self, args):
         # type: (Dict[str, Any]) -> Dict[str, Any]
@@ -279,11 +278,11 @@ class JobWatcher(object):
                     status = self.store.status({"job": job_id})
                 except protocol.AgentError:
                     continue
-                if stamp == last and status["status"] not in FINAL:
+                if stamp == last and status["status"] not in protocol.FINAL_STATES:
                     continue  # alive and unchanged: nothing to say
                 self.push({"event": "job", "data": status})
                 with self._lock:
-                    if status["status"] in FINAL:
+                    if status["status"] in protocol.FINAL_STATES:
                         self._seen.pop(job_id, None)
                         self._checked.pop(job_id, None)
                     else:

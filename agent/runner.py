@@ -14,7 +14,7 @@ import time
 from fractions import Fraction
 from typing import Any, Dict, List, Optional  # noqa: F401 (type comments)
 
-from . import ffmpeg, jobs, text
+from . import ffmpeg, jobs, protocol, text
 
 STDERR_TAIL = 4000
 FULL_DISK_BYTES = 256 * 1024
@@ -79,21 +79,21 @@ class Runner(object):
                 os.nice(int(self.spec["nice"]))
             except OSError:
                 pass
-        self.status.update({"status": "running", "phase": "preparing", "pid": os.getpid(),
+        self.status.update({"status": protocol.RUNNING, "phase": "preparing", "pid": os.getpid(),
                             "message": "Preparing frames."})
         self.status["events"]["started"] = jobs.now()
         self._write()
         try:
             segments = self._link_frames()
             if self.canceled:
-                self._finish("canceled", "Canceled.")
+                self._finish(protocol.CANCELED, "Canceled.")
             else:
                 self._encode(segments)
         except Exception as error:  # the job must end with a status, whatever happened
-            self._finish("failed", "The job failed: %s" % error)
+            self._finish(protocol.FAILED, "The job failed: %s" % error)
         finally:
             jobs.remove_temporaries(self.job_dir)
-        return 0 if self.status["status"] == "succeeded" else 1
+        return 0 if self.status["status"] == protocol.SUCCEEDED else 1
 
     def _link_frames(self):
         # type: () -> List[Dict[str, Any]]
@@ -169,22 +169,22 @@ class Runner(object):
             # Free the space first: on a full disk the status must still be written.
             jobs.remove_temporaries(self.job_dir)
         if self.canceled:
-            self._finish("canceled", "Canceled.")
+            self._finish(protocol.CANCELED, "Canceled.")
         elif returncode != 0:
             self.status["stderr"] = self._stderr_tail()
             if full or "No space left on device" in self.status["stderr"]:
-                self._finish("failed", "The remote disk is full: ffmpeg could not write the "
+                self._finish(protocol.FAILED, "The remote disk is full: ffmpeg could not write the "
                              "output (No space left on device in %s)." % self.job_dir)
             else:
-                self._finish("failed", undecodable or "ffmpeg failed with exit code %d."
+                self._finish(protocol.FAILED, undecodable or "ffmpeg failed with exit code %d."
                              % returncode)
         elif short:
             self.status["stderr"] = self._stderr_tail()
-            self._finish("failed", undecodable or "ffmpeg wrote %d of %d frames."
+            self._finish(protocol.FAILED, undecodable or "ffmpeg wrote %d of %d frames."
                          % (self.status["frames_done"], total))
         elif missing:
             self.status["stderr"] = self._stderr_tail()
-            self._finish("failed", "ffmpeg wrote no %s output." % ", ".join(missing))
+            self._finish(protocol.FAILED, "ffmpeg wrote no %s output." % ", ".join(missing))
         else:
             done = []
             for output, partial in zip(outputs, partials):
@@ -198,7 +198,7 @@ class Runner(object):
                 })
             self.status["outputs"] = done
             self.status["output"] = done[0]
-            self._finish("succeeded", "Video ready." if outputs[0]["kind"] == "video"
+            self._finish(protocol.SUCCEEDED, "Video ready." if outputs[0]["kind"] == "video"
                          else "Outputs ready.")
 
     def _undecodable(self, segments):
@@ -259,7 +259,7 @@ class Runner(object):
         self.status.update({"status": state, "phase": "done", "message": message,
                             "eta_seconds": None})
         self.status["runner_max_rss_kb"] = peak_memory_kb()
-        if state == "succeeded":
+        if state == protocol.SUCCEEDED:
             self.status["progress"] = 100.0
         self.status["events"]["completed"] = jobs.now()
         self._write()

@@ -99,7 +99,7 @@ class Agent(object):
         def run(args):
             # type: (Dict[str, Any]) -> Dict[str, Any]
             result = handler(args)
-            if result.get("status") not in jobs.FINAL:
+            if result.get("status") not in protocol.FINAL_STATES:
                 self.watcher.watch(result["id"])
             return result
         return run
