@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional  # noqa: F401 (type comments)
 
 from . import ffmpeg, options, protocol
+from .spec import Spec  # noqa: F401 (type comments)
 
 CANCEL_MARK = "cancel-requested"
 CANCEL_WAIT = 3.0  # seconds a canceled runner has to write its own final status
@@ -83,13 +84,15 @@ class JobStore(object):
         job_dir = self.directory(args.get("job"))
         ffmpeg.require(self.ffmpeg)
         spec = options.build_spec(args, self.ffmpeg)
-        spec.update({"job": os.path.basename(job_dir), "ffmpeg": self.ffmpeg["path"],
-                     "ffmpeg_fps_mode": bool(self.ffmpeg.get("fps_mode")), "nice": self.nice})
+        spec.job = os.path.basename(job_dir)
+        spec.ffmpeg = self.ffmpeg["path"]
+        spec.ffmpeg_fps_mode = bool(self.ffmpeg.get("fps_mode"))
+        spec.nice = self.nice
         try:
             os.mkdir(job_dir, 0o700)
         except FileExistsError:
             raise protocol.AgentError(protocol.JOB_EXISTS, "Job %s already exists."
-                                      % spec["job"], {"field": "job"}) from None
+                                      % spec.job, {"field": "job"}) from None
         try:
             self._start(job_dir, spec)
         except OSError as error:
@@ -100,28 +103,28 @@ class JobStore(object):
                 {"hint": "Free space in the agent's work directory on the remote host."
                  if error.errno == errno.ENOSPC else "Check the agent's work directory."}) \
                 from None
-        return self.status({"job": spec["job"]})
+        return self.status({"job": spec.job})
 
     def _start(self, job_dir, spec):
-        # type: (str, Dict[str, Any]) -> None
+        # type: (str, Spec) -> None
         """Write the job's files and start its detached runner."""
-        write_json(os.path.join(job_dir, "spec.json"), spec)
-        first = spec["outputs"][0]
+        write_json(os.path.join(job_dir, "spec.json"), spec.to_json())
+        first = spec.outputs[0]
         status = {
-            "id": spec["job"],
+            "id": spec.job,
             "status": protocol.QUEUED,
             "phase": "queued",
             "message": "Queued.",
             "progress": 0.0,
             "frames_done": 0,
-            "frames_total": spec["frames_total"],
+            "frames_total": spec.frames_total,
             "eta_seconds": None,
             "events": {"queued": now(), "started": None, "completed": None},
-            "content_type": first["content_type"],
-            "width": spec["canvas"]["width"],
-            "height": spec["canvas"]["height"],
-            "frame_rate": spec["frame_rate"],
-            "notes": spec["notes"],
+            "content_type": first.content_type,
+            "width": spec.canvas.width,
+            "height": spec.canvas.height,
+            "frame_rate": spec.frame_rate,
+            "notes": spec.notes,
             "output": None,
             "outputs": [],
             "pid": None,

@@ -23,10 +23,10 @@ def font(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_job_argv_is_unchanged(name: str, tmp_path: Path) -> None:
     request, segments, fps_mode = CASES[name](tmp_path)
     spec = options.build_spec(request, FFMPEG_INFO)
-    spec["ffmpeg_fps_mode"] = fps_mode
-    argv = ffmpeg.job_argv(FFMPEG, spec, [{"source": source, "pattern": pattern}
+    spec.ffmpeg_fps_mode = fps_mode
+    argv = ffmpeg.job_argv(FFMPEG, spec, [ffmpeg.Segment(source, pattern)
                                           for source, pattern in segments],
-                           paths_for(len(spec["outputs"])))
+                           paths_for(len(spec.outputs)))
     assert normalise(argv) == EXPECTED[name]
 
 
