@@ -14,7 +14,7 @@ import time
 from fractions import Fraction
 from typing import Any, Dict, List, Optional  # noqa: F401 (type comments)
 
-from . import ffmpeg, jobs, protocol, text
+from . import ffmpeg, jobdir, protocol, text
 from .spec import Spec
 
 STDERR_TAIL = 4000
@@ -30,8 +30,8 @@ class Runner(object):
     def __init__(self, job_dir):
         # type: (str) -> None
         self.job_dir = job_dir
-        self.spec = Spec.from_json(jobs.read_json(self._path("spec.json")))
-        self.status = jobs.read_json(self._path("status.json"))
+        self.spec = Spec.from_json(jobdir.read_json(self._path(jobdir.SPEC)))
+        self.status = jobdir.read_json(self._path(jobdir.STATUS))  # type: jobdir.Status
         self.process = None  # type: Optional[subprocess.Popen]
         self.canceled = False
         self._last_write = 0.0
@@ -46,7 +46,7 @@ class Runner(object):
         moment = time.time()
         if force or moment - self._last_write >= WRITE_INTERVAL:
             try:
-                jobs.write_json(self._path("status.json"), self.status)
+                jobdir.write_status(self.job_dir, self.status)
             except OSError:
                 if force:
                     raise
@@ -82,7 +82,7 @@ class Runner(object):
                 pass
         self.status.update({"status": protocol.RUNNING, "phase": "preparing", "pid": os.getpid(),
                             "message": "Preparing frames."})
-        self.status["events"]["started"] = jobs.now()
+        self.status["events"]["started"] = jobdir.now()
         self._write()
         try:
             segments = self._link_frames()
@@ -93,7 +93,7 @@ class Runner(object):
         except Exception as error:  # the job must end with a status, whatever happened
             self._finish(protocol.FAILED, "The job failed: %s" % error)
         finally:
-            jobs.remove_temporaries(self.job_dir)
+            jobdir.remove_temporaries(self.job_dir)
         return 0 if self.status["status"] == protocol.SUCCEEDED else 1
 
     def _link_frames(self):
@@ -168,7 +168,7 @@ class Runner(object):
             undecodable = self._undecodable(segments)  # before the frame links go
         if self.canceled or returncode != 0 or short or missing:
             # Free the space first: on a full disk the status must still be written.
-            jobs.remove_temporaries(self.job_dir)
+            jobdir.remove_temporaries(self.job_dir)
         if self.canceled:
             self._finish(protocol.CANCELED, "Canceled.")
         elif returncode != 0:
@@ -257,12 +257,10 @@ class Runner(object):
 
     def _finish(self, state, message):
         # type: (str, str) -> None
-        self.status.update({"status": state, "phase": "done", "message": message,
-                            "eta_seconds": None})
+        jobdir.finished(self.status, state, message)
         self.status["runner_max_rss_kb"] = peak_memory_kb()
         if state == protocol.SUCCEEDED:
             self.status["progress"] = 100.0
-        self.status["events"]["completed"] = jobs.now()
         self._write()
 
 
