@@ -36,3 +36,4 @@ def test_the_scan_sees_third_party_imports(tmp_path: Path) -> None:
     source.write_text("import os\nfrom PIL import Image\nfrom . import spec\n"
                       "def f():\n    import requests.adapters\n")
     assert imported_modules(source) == {"os", "PIL", "agent", "requests"}
+
