@@ -32,8 +32,6 @@ CANCEL_POLL = 0.05
 class Executor(object):
     """Starts jobs' work, says whether it is alive, and stops it."""
 
-    name = ""
-
     def submit(self, job_dir):
         # type: (str) -> None
         """Start the work of the job in ``job_dir``; OSError if it cannot be started."""
@@ -76,8 +74,6 @@ class LocalExecutor(Executor):
     that pid is (EPERM counts as alive).  Cancel sends the group SIGTERM, waits
     up to :data:`CANCEL_WAIT` for the runner's final status, then SIGKILLs it.
     """
-
-    name = "local"
 
     def __init__(self, runner_argv):
         # type: (List[str]) -> None

@@ -14,13 +14,14 @@ import re
 import shutil
 import threading
 import time
-from typing import Any, Callable, Dict, List, Sequence, Tuple  # noqa: F401 (type comments)
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple  # noqa: F401
 
 from . import ffmpeg, jobdir, options, protocol
 from .executors import Executor  # noqa: F401 (type comments)
 from .jobdir import Status  # noqa: F401 (type comments)
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+Stamp = Tuple[int, int, int]  # a status file's mtime (ns), size and inode
 
 
 class JobStore(object):
@@ -126,7 +127,7 @@ class JobWatcher(object):
         self.push = push
         self.interval = interval
         self.liveness = liveness
-        self._seen = {}  # type: Dict[str, Any]
+        self._seen = {}  # type: Dict[str, Optional[Stamp]]
         self._checked = {}  # type: Dict[str, float]
         self._lock = threading.Lock()
         thread = threading.Thread(target=self._run, name="job-watcher", daemon=True)
@@ -143,7 +144,7 @@ class JobWatcher(object):
             time.sleep(self.interval)
             with self._lock:
                 watched = list(self._seen.items())
-            due = []  # type: List[Tuple[str, Any, Any]]
+            due = []  # type: List[Tuple[str, Optional[Stamp], Stamp]]
             for job_id, last in watched:
                 path = os.path.join(self.store.root, job_id, jobdir.STATUS)
                 try:
