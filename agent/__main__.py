@@ -76,15 +76,15 @@ def main(argv=None):
         parser.print_help(sys.stderr)
         return 2
 
-    from . import service
+    from . import executors, service
     # stdout carries the protocol only: anything else printed goes to stderr.
     out = sys.stdout.buffer
     sys.stdout = sys.stderr
     writer = protocol.LineWriter(out)
     work_dir = args.work_dir or default_work_dir()
     os.makedirs(work_dir, mode=0o700, exist_ok=True)
-    agent = service.Agent(work_dir, self_argv() + ["run-job"], writer,
-                          max(0, min(19, args.nice)))
+    executor = executors.LocalExecutor(self_argv() + ["run-job"])
+    agent = service.Agent(work_dir, executor, writer, max(0, min(19, args.nice)))
     out.write(("%s %s\n" % (protocol.MARKER, args.nonce)).encode("ascii"))
     writer.send({"hello": agent.hello()})
     agent.serve(sys.stdin.buffer)

@@ -8,9 +8,21 @@ import re
 import shutil
 import subprocess
 import tempfile
-from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: F401 (type comments)
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union  # noqa: F401
 
 from . import protocol, text
+from .filtergraph import Graph
+from .spec import (  # noqa: F401
+    Canvas,
+    ContactSheetOutput,
+    GifOutput,
+    Output,
+    PosterOutput,
+    Region,
+    Source,
+    Spec,
+    VideoOutput,
+)
 
 # Encoders framewire knows how to drive, by the codec name it exposes.
 KNOWN_ENCODERS = {
@@ -104,21 +116,28 @@ def pattern_escape(path):
     return path.replace("%", "%%")
 
 
+Segment = NamedTuple("Segment", [
+    ("source", int),   # the index of the spec's source whose frames these are
+    ("pattern", str),  # image2 pattern of numbered links, e.g. ".../s00000/%08d.png"
+])
+"""One ffmpeg input: frames of one source that one decoder can read (same kind, size
+and pixel layout)."""
+
 COLOUR_TAGS = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
                "-color_range", "tv"]
 
 
-def fit_filter(width, height, fit, background):
-    # type: (int, int, str, str) -> str
+def fit_filters(width, height, fit, background):
+    # type: (int, int, str, str) -> List[str]
     """Fit any frame into ``width``x``height``: pad (contain), crop (cover) or stretch."""
     if fit == "cover":
-        return ("scale=%d:%d:force_original_aspect_ratio=increase,crop=%d:%d,setsar=1"
-                % (width, height, width, height))
+        return ["scale=%d:%d:force_original_aspect_ratio=increase" % (width, height),
+                "crop=%d:%d" % (width, height), "setsar=1"]
     if fit == "stretch":
-        return "scale=%d:%d,setsar=1" % (width, height)
-    return ("scale=%d:%d:force_original_aspect_ratio=decrease,"
-            "pad=%d:%d:(ow-iw)/2:(oh-ih)/2:color=%s,setsar=1"
-            % (width, height, width, height, background))
+        return ["scale=%d:%d" % (width, height), "setsar=1"]
+    return ["scale=%d:%d:force_original_aspect_ratio=decrease" % (width, height),
+            "pad=%d:%d:(ow-iw)/2:(oh-ih)/2:color=%s" % (width, height, background),
+            "setsar=1"]
 
 
 def _select(frames):
@@ -126,186 +145,188 @@ def _select(frames):
     return "select='%s'" % "+".join("eq(n\\,%d)" % n for n in frames)
 
 
-def _output_chain(output, canvas, frame_rate):
-    # type: (Dict[str, Any], Dict[str, Any], str) -> str
-    """Filters from the shared RGB canvas stream to what one output encodes."""
-    size = (output["width"], output["height"])
-    resize = [] if size == (canvas["width"], canvas["height"]) and output["fit"] == "contain" \
-        else [fit_filter(output["width"], output["height"], output["fit"],
-                         output["background"])]
-    kind = output["kind"]
-    if kind == "video":
-        return ",".join(resize + ["scale=out_color_matrix=bt709:out_range=tv",
-                                  "format=%s" % output["pixel_format"]])
-    if kind == "poster":
+def _output_chain(graph, branch, output, canvas, frame_rate):
+    # type: (Graph, str, Output, Canvas, str) -> str
+    """Filters from ``branch`` (of the shared RGB canvas) to what one output encodes;
+    returns the link its encoder reads."""
+    resize = [] if (output.width, output.height) == (canvas.width, canvas.height) \
+        and output.fit == "contain" \
+        else fit_filters(output.width, output.height, output.fit, output.background)
+    if isinstance(output, VideoOutput):
+        return graph.link([branch], resize + ["scale=out_color_matrix=bt709:out_range=tv",
+                                              "format=%s" % output.pixel_format], "o")
+    if isinstance(output, PosterOutput):
         # Frame 0 too, overwritten by the chosen one (-update 1): an output whose
         # encoder has no frame yet holds ffmpeg back from every other output.
-        return ",".join([_select(sorted({0, output["frame"]}))] + resize)
-    if kind == "contact-sheet":
+        return graph.link([branch], [_select(sorted({0, output.frame}))] + resize, "o")
+    if isinstance(output, ContactSheetOutput):
         # The tile comes out at the end; the first frame, sized like the sheet and
         # written first (-update 1 overwrites it), lets the other outputs go on.
-        width, height = output["width"], output["height"]
-        columns, rows = output["columns"], output["rows"]
-        return ("split[sheet_a][sheet_b];[sheet_a]%s,%s,tile=%dx%d[sheet_t];"
-                "[sheet_b]trim=end_frame=1,%s[sheet_f];[sheet_f][sheet_t]concat=n=2:v=1:a=0,"
-                "setpts=N"
-                % (_select(output["frames"]),
-                   fit_filter(width, height, output["fit"], output["background"]),
-                   columns, rows,
-                   fit_filter(width * columns, height * rows, output["fit"],
-                              output["background"])))
-    # gif: per-frame palettes keep memory flat (no whole-video palette pass)
-    steps = []
-    if output["frame_rate"] != frame_rate:
-        steps.append("fps=%s" % output["frame_rate"])
-    steps += resize or ["null"]
-    return (",".join(steps) + ",split[gif_a][gif_b];[gif_a]palettegen=stats_mode=single"
-            "[gif_p];[gif_b][gif_p]paletteuse=new=1")
+        width, height = output.width, output.height
+        cells, first = graph.add([branch], ["split"], [graph.label("cells"),
+                                                       graph.label("first")])
+        sheet = graph.link([cells], [_select(output.frames)] + fit_filters(
+            width, height, output.fit, output.background) + [
+                "tile=%dx%d" % (output.columns, output.rows)], "sheet")
+        placeholder = graph.link([first], ["trim=end_frame=1"] + fit_filters(
+            width * output.columns, height * output.rows, output.fit, output.background),
+            "placeholder")
+        return graph.link([placeholder, sheet], ["concat=n=2:v=1:a=0", "setpts=N"], "o")
+    assert isinstance(output, GifOutput)
+    # Per-frame palettes keep memory flat (no whole-video palette pass).
+    steps = ["fps=%s" % output.frame_rate] if output.frame_rate != frame_rate else []
+    frames, paletted = graph.add([branch], steps + (resize or ["null"]) + ["split"],
+                                 [graph.label("gif"), graph.label("gif")])
+    palette = graph.link([frames], ["palettegen=stats_mode=single"], "palette")
+    return graph.link([paletted, palette], ["paletteuse=new=1"], "o")
 
 
 def _codec_args(output, fps_mode):
-    # type: (Dict[str, Any], bool) -> List[str]
-    kind = output["kind"]
-    if kind == "poster" or kind == "contact-sheet":
-        codec = ["-c:v", "png"] if output["content_type"] == "image/png" \
+    # type: (Output, bool) -> List[str]
+    if isinstance(output, (PosterOutput, ContactSheetOutput)):
+        codec = ["-c:v", "png"] if output.content_type == "image/png" \
             else ["-c:v", "mjpeg", "-q:v", "2"]
         # Frames pass as they come: a still must not be encoded again for every
         # frame time between the ones it takes (-update 1 keeps the last).
         timing = ["-fps_mode", "passthrough"] if fps_mode else []
         return codec + timing + ["-update", "1", "-f", "image2"]
-    if kind == "gif":
-        return ["-c:v", "gif", "-loop", str(output["loop"]), "-f", "gif"]
-    encoder = output["encoder"]
-    args = ["-c:v", encoder, "-pix_fmt", output["pixel_format"]]
-    quality = output["crf"]
+    if isinstance(output, GifOutput):
+        return ["-c:v", "gif", "-loop", str(output.loop), "-f", "gif"]
+    assert isinstance(output, VideoOutput)
+    encoder = output.encoder
+    args = ["-c:v", encoder, "-pix_fmt", output.pixel_format]
+    quality = output.crf or 0  # None only beside a bitrate, which is used instead
+    speed = output.speed or 0  # set for every encoder but libx264
     if encoder == "libx264":
-        args += ["-preset", output["preset"]]
-        args += ["-b:v", output["bitrate"]] if output["bitrate"] else ["-crf", str(quality)]
+        args += ["-preset", str(output.preset)]
+        args += ["-b:v", output.bitrate] if output.bitrate else ["-crf", str(quality)]
     elif encoder == "libvpx-vp9":
-        args += ["-row-mt", "1", "-deadline", "good", "-cpu-used", str(output["speed"])]
-        args += ["-b:v", output["bitrate"]] if output["bitrate"] \
+        args += ["-row-mt", "1", "-deadline", "good", "-cpu-used", str(speed)]
+        args += ["-b:v", output.bitrate] if output.bitrate \
             else ["-crf", str(quality), "-b:v", "0"]
     elif encoder == "libsvtav1":
-        args += ["-preset", str(output["speed"])]
-        args += ["-b:v", output["bitrate"]] if output["bitrate"] \
+        args += ["-preset", str(speed)]
+        args += ["-b:v", output.bitrate] if output.bitrate \
             else ["-crf", str(max(1, quality))]
     elif encoder == "libaom-av1":
-        args += ["-cpu-used", str(min(8, output["speed"])), "-row-mt", "1"]
-        args += ["-b:v", output["bitrate"]] if output["bitrate"] \
+        args += ["-cpu-used", str(min(8, speed)), "-row-mt", "1"]
+        args += ["-b:v", output.bitrate] if output.bitrate \
             else ["-crf", str(quality), "-b:v", "0"]
     else:  # librav1e
-        args += ["-speed", str(min(10, output["speed"]))]
-        args += ["-b:v", output["bitrate"]] if output["bitrate"] \
+        args += ["-speed", str(min(10, speed))]
+        args += ["-b:v", output.bitrate] if output.bitrate \
             else ["-qp", str(min(255, quality * 4))]
-    if output["gop"]:
-        args += ["-g", str(output["gop"])]
+    if output.gop:
+        args += ["-g", str(output.gop)]
     args += COLOUR_TAGS
-    if output["content_type"] == "video/mp4":
+    if output.content_type == "video/mp4":
         args += ["-movflags", "+faststart", "-f", "mp4"]
     else:
         args += ["-f", "webm"]
     return args
 
 
-def _source_chains(spec, segments):
-    # type: (Dict[str, Any], List[Dict[str, Any]]) -> List[str]
-    """Per source: fit each segment onto its region, join, renumber, hold to the end.
+def _source(graph, spec, segments, source_index):
+    # type: (Graph, Spec, List[Segment], int) -> Tuple[List[str], List[str]]
+    """Fit each segment of a source onto its region or the canvas (a chain each), and
+    return the inputs and filters of the chain that joins them, renumbers the frames,
+    holds the last to the end and draws the source's text, for the caller to end.
 
     Frames are numbered afresh at the frame rate: a one-image input has no
     duration, so concat alone would give consecutive segments the same
     timestamps and ffmpeg would drop them.
     """
-    rate = spec["frame_rate"]
-    canvas = spec["canvas"]
-    chains = []  # type: List[str]
-    for source_index, source in enumerate(spec["sources"]):
-        area = source.get("region") or canvas
-        fit = fit_filter(area["width"], area["height"], area["fit"], area["background"])
-        inputs = [index for index, segment in enumerate(segments)
-                  if segment.get("source", 0) == source_index]
-        for index in inputs:
-            chains.append("[%d:v]%s,format=rgb24[v%d]" % (index, fit, index))
-        joined = "".join("[v%d]" % index for index in inputs)
-        concat = "concat=n=%d:v=1:a=0," % len(inputs) if len(inputs) > 1 else ""
-        frames = sum(frame.get("repeat", 1) for frame in source["frames"])
-        hold = spec["frames_total"] - frames
-        pad = ",tpad=stop_mode=clone:stop=%d" % hold if hold > 0 else ""
-        extra = [text.label_filter(source_index, text.font_size(spec))] \
-            if source.get("label") else []
-        if source.get("region") is None:  # the only source: burn-in goes on it
-            extra += text.burn_in_filters(spec)
-        chains.append("%s%ssetpts=N/(%s*TB)%s%s[src%d]" % (
-            joined, concat, rate, pad, "".join("," + f for f in extra), source_index))
-    return chains
+    source = spec.sources[source_index]
+    area = source.region or spec.canvas  # type: Union[Region, Canvas]
+    fit = fit_filters(area.width, area.height, area.fit, area.background)
+    fitted = [graph.link(["%d:v" % index], fit + ["format=rgb24"], "v")
+              for index, segment in enumerate(segments) if segment.source == source_index]
+    filters = ["concat=n=%d:v=1:a=0" % len(fitted)] if len(fitted) > 1 else []
+    filters.append("setpts=N/(%s*TB)" % spec.frame_rate)
+    hold = spec.frames_total - source.frame_count()
+    if hold > 0:
+        filters.append("tpad=stop_mode=clone:stop=%d" % hold)
+    if source.label:
+        filters.append(text.label_filter(source_index, text.font_size(spec)))
+    if source.region is None:  # the only source: burn-in goes on it
+        filters += text.burn_in_filters(spec)
+    return fitted, filters
 
 
-def _composition(spec):
-    # type: (Dict[str, Any]) -> List[str]
-    """Overlay every source at its region, lowest ``z`` first, on a plain canvas."""
-    canvas = spec["canvas"]
-    rate = spec["frame_rate"]
-    chains = ["color=c=%s:s=%dx%d:r=%s,trim=end_frame=%d,setpts=N/(%s*TB),format=rgb24[c0]"
-              % (canvas["background"], canvas["width"], canvas["height"], rate,
-                 spec["frames_total"], rate)]
-    order = sorted(range(len(spec["sources"])),
-                   key=lambda i: (spec["sources"][i]["region"]["z"], i))
-    for step, source_index in enumerate(order):
-        region = spec["sources"][source_index]["region"]
-        chains.append("[c%d][src%d]overlay=x=%d:y=%d:format=rgb:eof_action=repeat[c%d]" % (
-            step, source_index, region["x"], region["y"], step + 1))
-    burn_in = "".join("," + f for f in text.burn_in_filters(spec))
-    chains[-1] = chains[-1][:-len("[c%d]" % len(order))] + ",format=rgb24" + burn_in
-    return chains
+def _composition(graph, spec, placed):
+    # type: (Graph, Spec, List[str]) -> Tuple[List[str], List[str]]
+    """Overlay every source (``placed[i]`` is source i's link) at its region, lowest
+    ``z`` first, on a plain canvas; the last overlay's chain is left for the caller
+    to end, as :func:`_source` leaves its."""
+    canvas = spec.canvas
+    rate = spec.frame_rate
+    regions = [_placed(source) for source in spec.sources]
+    below = graph.link([], ["color=c=%s:s=%dx%d:r=%s" % (canvas.background, canvas.width,
+                                                         canvas.height, rate),
+                            "trim=end_frame=%d" % spec.frames_total,
+                            "setpts=N/(%s*TB)" % rate, "format=rgb24"], "c")
+    order = sorted(range(len(regions)), key=lambda index: (regions[index].z, index))
+    overlays = ["overlay=x=%d:y=%d:format=rgb:eof_action=repeat" % (region.x, region.y)
+                for region in regions]
+    for index in order[:-1]:
+        below = graph.link([below, placed[index]], [overlays[index]], "c")
+    last = order[-1]
+    return [below, placed[last]], [overlays[last], "format=rgb24"] + text.burn_in_filters(spec)
+
+
+def _placed(source):
+    # type: (Source) -> Region
+    assert source.region is not None, "a layout places every source"
+    return source.region
 
 
 def job_argv(ffmpeg, spec, segments, paths):
-    # type: (str, Dict[str, Any], List[Dict[str, Any]], List[str]) -> List[str]
+    # type: (str, Spec, List[Segment], List[str]) -> List[str]
     """The one ffmpeg command that decodes every frame once and writes every output.
 
-    ``segments`` are directories of numbered links to frames of identical
-    format, size and pixel layout (``{"pattern": ".../%08d.png"}``), so no
-    decoder ever sees a frame it was not configured for; each is fitted onto
-    the RGB canvas, they are joined with the concat filter and renumbered at
-    the frame rate, then split to one chain per output (``paths[i]`` is where
-    output ``i`` goes).  The first output on the command line is the one
-    ``-progress`` counts: the first video, or a null sink counting frames.
+    Each segment (see :data:`Segment`) is one input, so no decoder ever sees
+    a frame it was not configured for; each is fitted onto the RGB canvas,
+    they are joined with the concat filter and renumbered at the frame rate,
+    then split to one chain per output (``paths[i]`` is where output ``i``
+    goes).  The first output on the command line is the one ``-progress``
+    counts: the first video, or a null sink counting frames.
     """
-    canvas = spec["canvas"]
-    rate = spec["frame_rate"]
-    fps_mode = bool(spec.get("ffmpeg_fps_mode"))
+    rate = spec.frame_rate
+    fps_mode = spec.ffmpeg_fps_mode
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-y", "-loglevel", "error",
             "-progress", "pipe:1"]
-    if not fps_mode and any(output["kind"] in ("poster", "contact-sheet")
-                            for output in spec["outputs"]):
+    if not fps_mode and any(isinstance(output, (PosterOutput, ContactSheetOutput))
+                            for output in spec.outputs):
         argv += ["-vsync", "0"]  # passthrough for all (the videos' frames are evenly timed)
     for segment in segments:
         argv += ["-f", "image2", "-framerate", rate, "-start_number", "0",
-                 "-i", segment["pattern"]]
-    outputs = spec["outputs"]
-    order = sorted(range(len(outputs)), key=lambda i: outputs[i]["kind"] != "video")
-    counter = outputs[order[0]]["kind"] != "video"
+                 "-i", segment.pattern]
+    outputs = spec.outputs
+    order = sorted(range(len(outputs)), key=lambda i: not isinstance(outputs[i], VideoOutput))
+    counter = not isinstance(outputs[order[0]], VideoOutput)
     branches = len(outputs) + (1 if counter else 0)
-    fan_out = "[base]" if branches == 1 else \
-        ",split=%d%s" % (branches, "".join("[b%d]" % i for i in range(branches)))
-    chains = _source_chains(spec, segments)
-    if len(spec["sources"]) == 1 and spec["sources"][0].get("region") is None:
-        chains[-1] = chains[-1][:-len("[src0]")] + fan_out
+    graph = Graph()
+    if spec.composed():
+        placed = [graph.link(*_source(graph, spec, segments, index), hint="src")
+                  for index in range(len(spec.sources))]
+        inputs, filters = _composition(graph, spec, placed)
     else:
-        chains += _composition(spec)
-        chains[-1] += fan_out
+        inputs, filters = _source(graph, spec, segments, 0)
+    # The canvas goes on to the outputs as it is, or split into one branch each.
+    ends = graph.add(inputs, filters, [graph.label("base")]) if branches == 1 else \
+        graph.add(inputs, filters + ["split=%d" % branches],
+                  [graph.label("b") for _ in range(branches)])
     mapped = []  # type: List[List[str]]
     if counter:
-        chains.append("[b%d]null[count]" % len(outputs))
-        mapped.append(["-map", "[count]", "-c:v", "wrapped_avframe", "-f", "null", "-"])
+        count = graph.link([ends[len(outputs)]], ["null"], "count")
+        mapped.append(["-map", "[%s]" % count, "-c:v", "wrapped_avframe", "-f", "null", "-"])
     for index in order:
-        source = "[base]" if branches == 1 else "[b%d]" % index
-        chain = _output_chain(outputs[index], canvas, rate).replace(
-            "gif_", "gif%d_" % index).replace("sheet_", "sheet%d_" % index)
-        chains.append("%s%s[o%d]" % (source, chain, index))
-        extra = ["-r", rate] if outputs[index]["kind"] == "video" else []
-        mapped.append(["-map", "[o%d]" % index] + extra + _codec_args(outputs[index], fps_mode)
+        output = outputs[index]
+        link = _output_chain(graph, ends[index], output, spec.canvas, rate)
+        extra = ["-r", rate] if isinstance(output, VideoOutput) else []
+        mapped.append(["-map", "[%s]" % link] + extra + _codec_args(output, fps_mode)
                       + [paths[index]])
-    argv += ["-filter_complex", ";".join(chains)]
+    argv += ["-filter_complex", graph.text()]
     for part in mapped:
         argv += part
     return argv

@@ -1,70 +1,36 @@
 """Video jobs on the remote host: one directory each, the source of truth.
 
-A job directory holds ``spec.json`` (what to encode), ``status.json``
-(rewritten atomically by the detached runner), the runner's and ffmpeg's logs
-and, once done, the output.  A restarted agent finds every job again from its
-directory, so neither a dropped SSH link nor a new agent loses one.
+A job directory (``jobdir``) holds ``spec.json`` (what to encode),
+``status.json`` (rewritten atomically by the runner), the runner's and
+ffmpeg's logs and, once done, the outputs.  Where the runner runs is the
+executor's business (``executors``); the store creates, inspects, cancels
+and deletes jobs through their directories only, so a restarted agent finds
+every job again and neither a dropped SSH link nor a new agent loses one.
 """
 
 import errno
-import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional  # noqa: F401 (type comments)
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple  # noqa: F401
 
-from . import ffmpeg, options, protocol
+from . import ffmpeg, jobdir, options, protocol
+from .executors import Executor  # noqa: F401 (type comments)
+from .jobdir import Status  # noqa: F401 (type comments)
 
-FINAL = ("succeeded", "failed", "canceled")
-CANCEL_MARK = "cancel-requested"
-CANCEL_WAIT = 3.0  # seconds a canceled runner has to write its own final status
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def now():
-    # type: () -> str
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def write_json(path, data):
-    # type: (str, Dict[str, Any]) -> None
-    """Replace ``path`` atomically, so a reader never sees half a file."""
-    temp = "%s.%d.tmp" % (path, os.getpid())
-    with open(temp, "w") as handle:
-        json.dump(data, handle)
-    os.replace(temp, path)
-
-
-def read_json(path):
-    # type: (str) -> Dict[str, Any]
-    with open(path) as handle:
-        return json.load(handle)
-
-
-def alive(pid):
-    # type: (Optional[int]) -> bool
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+Stamp = Tuple[int, int, int]  # a status file's mtime (ns), size and inode
 
 
 class JobStore(object):
     """Creates, inspects, cancels and deletes the job directories under a work dir."""
 
-    def __init__(self, work_dir, runner_argv, ffmpeg_info, nice=0):
-        # type: (str, List[str], Dict[str, Any], int) -> None
+    def __init__(self, work_dir, executor, ffmpeg_info, nice=0):
+        # type: (str, Executor, Dict[str, Any], int) -> None
         self.root = os.path.join(work_dir, "jobs")
-        self.runner_argv = runner_argv
+        self.executor = executor
         self.ffmpeg = ffmpeg_info
         self.nice = nice
         os.makedirs(self.root, mode=0o700, exist_ok=True)
@@ -80,19 +46,23 @@ class JobStore(object):
     # -- create ---------------------------------------------------------
 
     def create(self, args):
-        # type: (Dict[str, Any]) -> Dict[str, Any]
+        # type: (Dict[str, Any]) -> Status
         job_dir = self.directory(args.get("job"))
         ffmpeg.require(self.ffmpeg)
         spec = options.build_spec(args, self.ffmpeg)
-        spec.update({"job": os.path.basename(job_dir), "ffmpeg": self.ffmpeg["path"],
-                     "ffmpeg_fps_mode": bool(self.ffmpeg.get("fps_mode")), "nice": self.nice})
+        spec.job = os.path.basename(job_dir)
+        spec.ffmpeg = self.ffmpeg["path"]
+        spec.ffmpeg_fps_mode = bool(self.ffmpeg.get("fps_mode"))
+        spec.nice = self.nice
         try:
             os.mkdir(job_dir, 0o700)
         except FileExistsError:
             raise protocol.AgentError(protocol.JOB_EXISTS, "Job %s already exists."
-                                      % spec["job"], {"field": "job"}) from None
+                                      % spec.job, {"field": "job"}) from None
         try:
-            self._start(job_dir, spec)
+            jobdir.write_json(os.path.join(job_dir, jobdir.SPEC), spec.to_json())
+            jobdir.write_status(job_dir, jobdir.queued_status(spec))
+            self.executor.submit(job_dir)
         except OSError as error:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise protocol.AgentError(
@@ -101,104 +71,38 @@ class JobStore(object):
                 {"hint": "Free space in the agent's work directory on the remote host."
                  if error.errno == errno.ENOSPC else "Check the agent's work directory."}) \
                 from None
-        return self.status({"job": spec["job"]})
-
-    def _start(self, job_dir, spec):
-        # type: (str, Dict[str, Any]) -> None
-        """Write the job's files and start its detached runner."""
-        write_json(os.path.join(job_dir, "spec.json"), spec)
-        first = spec["outputs"][0]
-        status = {
-            "id": spec["job"],
-            "status": "queued",
-            "phase": "queued",
-            "message": "Queued.",
-            "progress": 0.0,
-            "frames_done": 0,
-            "frames_total": spec["frames_total"],
-            "eta_seconds": None,
-            "events": {"queued": now(), "started": None, "completed": None},
-            "content_type": first["content_type"],
-            "width": spec["canvas"]["width"],
-            "height": spec["canvas"]["height"],
-            "frame_rate": spec["frame_rate"],
-            "notes": spec["notes"],
-            "output": None,
-            "outputs": [],
-            "pid": None,
-        }
-        write_json(os.path.join(job_dir, "status.json"), status)
-        log = open(os.path.join(job_dir, "runner.log"), "ab")
-        try:
-            runner = subprocess.Popen(self.runner_argv + [job_dir], stdin=subprocess.DEVNULL,
-                                      stdout=log, stderr=log, start_new_session=True,
-                                      close_fds=True)
-        finally:
-            log.close()
-        # Reap the runner when it ends so it never lingers as a zombie.
-        threading.Thread(target=runner.wait, daemon=True).start()
-        self._merge_pid(job_dir, runner.pid)
-
-    def _merge_pid(self, job_dir, pid):
-        # type: (str, int) -> None
-        """Record the runner's pid unless the runner already wrote its own status."""
-        path = os.path.join(job_dir, "status.json")
-        current = read_json(path)
-        if current.get("pid") is None:
-            current["pid"] = pid
-            write_json(path, current)
+        return self.status({"job": spec.job})
 
     # -- inspect and control ---------------------------------------------
 
     def status(self, args):
-        # type: (Dict[str, Any]) -> Dict[str, Any]
+        # type: (Dict[str, Any]) -> Status
+        """The job's status, after the executor says whether its work is alive."""
         job_dir = self.directory(args.get("job"))
-        path = os.path.join(job_dir, "status.json")
-        try:
-            status = read_json(path)
-        except (OSError, ValueError):
-            raise protocol.AgentError(protocol.UNKNOWN_JOB, "Unknown video job.",
-                                      {"job": args.get("job")}) from None
-        if status["status"] not in FINAL and not alive(status.get("pid")):
-            # Re-read: the runner may have finished between the two looks.
-            status = read_json(path)
-            if status["status"] not in FINAL and not alive(status.get("pid")):
-                status = self._finish_abandoned(job_dir, status)
-        return status
+        return self.executor.poll(job_dir, jobdir.read_status(job_dir))
 
-    def _finish_abandoned(self, job_dir, status):
-        # type: (str, Dict[str, Any]) -> Dict[str, Any]
-        if os.path.exists(os.path.join(job_dir, CANCEL_MARK)):
-            # Killed by a cancel before it could write its own status.
-            return end_job(job_dir, status, "canceled", "Canceled.")
-        return end_job(job_dir, status, "failed", "The encoder process ended unexpectedly.")
+    def statuses(self, job_ids):
+        # type: (Sequence[str]) -> Dict[str, Status]
+        """:meth:`status` of many jobs, the executor asked once for all; jobs without a
+        readable status are left out."""
+        found = []  # type: List[Tuple[str, Status]]
+        for job_id in job_ids:
+            job_dir = os.path.join(self.root, job_id)
+            try:
+                found.append((job_dir, jobdir.read_status(job_dir)))
+            except protocol.AgentError:
+                continue
+        return {os.path.basename(job_dir): status
+                for job_dir, status in self.executor.poll_all(found).items()}
 
     def cancel(self, args):
-        # type: (Dict[str, Any]) -> Dict[str, Any]
+        # type: (Dict[str, Any]) -> Status
         status = self.status(args)
-        if status["status"] in FINAL:
+        if status["status"] in protocol.FINAL_STATES:
             return status
         job_dir = self.directory(args.get("job"))
-        open(os.path.join(job_dir, CANCEL_MARK), "w").close()
-        pid = status.get("pid")
-        if pid:
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except OSError:
-                pass
-        deadline = time.time() + CANCEL_WAIT
-        while time.time() < deadline:
-            status = self.status(args)
-            if status["status"] in FINAL:
-                return status
-            time.sleep(0.05)
-        if pid:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        status = read_json(os.path.join(job_dir, "status.json"))
-        return end_job(job_dir, status, "canceled", "Canceled.")
+        jobdir.mark_cancel(job_dir)
+        return self.executor.cancel(job_dir, status)
 
     def delete(self, args):
         # type: (Dict[str, Any]) -> Dict[str, Any]
@@ -207,36 +111,14 @@ class JobStore(object):
         return {"job": status["id"], "deleted": True}
 
 
-def end_job(job_dir, status, state, message):
-    # type: (str, Dict[str, Any], str, str) -> Dict[str, Any]
-    """Write a final status for a job whose runner can no longer write it."""
-    status.update({"status": state, "phase": "done", "message": message,
-                   "eta_seconds": None})
-    status["events"]["completed"] = now()
-    write_json(os.path.join(job_dir, "status.json"), status)
-    remove_temporaries(job_dir)
-    return status
-
-
-def remove_temporaries(job_dir):
-    # type: (str) -> None
-    """Remove the frame links and any partial output of a job that ended."""
-    shutil.rmtree(os.path.join(job_dir, "frames"), ignore_errors=True)
-    for name in os.listdir(job_dir):
-        if name.startswith("partial.") or name.endswith(".tmp") or name == CANCEL_MARK:
-            try:
-                os.unlink(os.path.join(job_dir, name))
-            except OSError:
-                pass
-
-
 class JobWatcher(object):
     """Pushes a job event whenever a watched job's status changes.
 
-    The server answers status requests from these events alone, so a runner
-    that died without a word must show too: every ``liveness`` seconds a job
-    whose file did not change is looked at again (which ends a job whose
-    runner is gone, and so changes the file).
+    The server answers status requests from these events alone, so work that
+    died without a word must show too: every ``liveness`` seconds a job whose
+    file did not change is looked at again (which ends a job whose work is
+    gone, and so changes the file).  The jobs due for a look are asked about
+    together, so the executor is asked once per interval.
     """
 
     def __init__(self, store, push, interval=0.2, liveness=2.0):
@@ -245,7 +127,7 @@ class JobWatcher(object):
         self.push = push
         self.interval = interval
         self.liveness = liveness
-        self._seen = {}  # type: Dict[str, Any]
+        self._seen = {}  # type: Dict[str, Optional[Stamp]]
         self._checked = {}  # type: Dict[str, float]
         self._lock = threading.Lock()
         thread = threading.Thread(target=self._run, name="job-watcher", daemon=True)
@@ -262,8 +144,9 @@ class JobWatcher(object):
             time.sleep(self.interval)
             with self._lock:
                 watched = list(self._seen.items())
+            due = []  # type: List[Tuple[str, Optional[Stamp], Stamp]]
             for job_id, last in watched:
-                path = os.path.join(self.store.root, job_id, "status.json")
+                path = os.path.join(self.store.root, job_id, jobdir.STATUS)
                 try:
                     info = os.stat(path)
                     stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
@@ -275,15 +158,19 @@ class JobWatcher(object):
                 if stamp == last and moment - self._checked.get(job_id, 0.0) < self.liveness:
                     continue
                 self._checked[job_id] = moment
-                try:
-                    status = self.store.status({"job": job_id})
-                except protocol.AgentError:
+                due.append((job_id, last, stamp))
+            if not due:
+                continue
+            statuses = self.store.statuses([job_id for job_id, _, _ in due])
+            for job_id, last, stamp in due:
+                status = statuses.get(job_id)
+                if status is None:
                     continue
-                if stamp == last and status["status"] not in FINAL:
+                if stamp == last and status["status"] not in protocol.FINAL_STATES:
                     continue  # alive and unchanged: nothing to say
                 self.push({"event": "job", "data": status})
                 with self._lock:
-                    if status["status"] in FINAL:
+                    if status["status"] in protocol.FINAL_STATES:
                         self._seen.pop(job_id, None)
                         self._checked.pop(job_id, None)
                     else:

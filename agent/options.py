@@ -3,8 +3,9 @@
 Every option of ``POST /remotes/(sid)/videos`` is checked here, before
 anything starts; a wrong value raises a bad-request error naming the field
 (``{"field": "outputs.1.crf"}``, which the server turns into the JSON
-pointer ``/outputs/1/crf``) and saying what is allowed.  The spec this
-module returns is what the detached runner and ``ffmpeg.job_argv`` consume.
+pointer ``/outputs/1/crf``) and saying what is allowed.  What it returns
+is a :class:`spec.Spec`, the record the detached runner and
+``ffmpeg.job_argv`` consume.
 """
 
 import fnmatch
@@ -14,6 +15,19 @@ from fractions import Fraction
 from typing import Any, Dict, List, Optional, Tuple  # noqa: F401 (type comments)
 
 from . import ffmpeg, files, protocol, text
+from .spec import (  # noqa: F401 (Output in type comments)
+    BurnIn,
+    Canvas,
+    ContactSheetOutput,
+    Frame,
+    GifOutput,
+    Output,
+    PosterOutput,
+    Region,
+    Source,
+    Spec,
+    VideoOutput,
+)
 
 MAX_REPORTED = 100
 MAX_SIDE = 16384
@@ -219,13 +233,13 @@ def _mtime(path):
 
 
 def inspect(paths, field="images", failures=None):
-    # type: (List[Any], str, Optional[List[Dict[str, Any]]]) -> List[Dict[str, Any]]
+    # type: (List[Any], str, Optional[List[Dict[str, Any]]]) -> List[Frame]
     """Check every image before anything starts; report all that are bad.
 
     With ``failures``, problems are appended there for the caller to raise
     (a layout checks all its sources first); otherwise they raise here.
     """
-    frames = []  # type: List[Dict[str, Any]]
+    frames = []  # type: List[Frame]
     collect = failures is not None
     failures = failures if failures is not None else []
     for index, path in enumerate(paths):
@@ -237,8 +251,7 @@ def inspect(paths, field="images", failures=None):
                              "path": path if isinstance(path, str) else None,
                              "code": error.code, "message": error.message})
             continue
-        frames.append({"path": path, "kind": info.kind, "width": info.width,
-                       "height": info.height, "layout": info.layout})
+        frames.append(Frame(path, info.kind, info.width, info.height, info.layout))
     if failures and not collect:
         raise_bad_images(failures)
     return frames
@@ -324,7 +337,7 @@ def within_level(codec, encoder, width, height, notes):
 # -- outputs -------------------------------------------------------------------
 
 def video_output(values, where, name, canvas, ffmpeg_info, notes):
-    # type: (Dict[str, Any], str, str, Dict[str, Any], Dict[str, Any], List[str]) -> Dict[str, Any]
+    # type: (Dict[str, Any], str, str, Canvas, Dict[str, Any], List[str]) -> VideoOutput
     content_type = values.get("content-type")
     if content_type not in VIDEO_TYPES:
         raise bad(_join(where, "content-type"), "%s must be video/mp4 or video/webm, got %r."
@@ -361,34 +374,34 @@ def video_output(values, where, name, canvas, ffmpeg_info, notes):
         speed = _integer(values, "speed", where, SPEED_RANGES[codec][0],
                          SPEED_RANGES[codec][1], DEFAULT_SPEED[codec])
     pixel_format = _choice(values, "pixel-format", where, PIXEL_FORMATS, "yuv420p")
+    assert pixel_format is not None
     if encoder == "libsvtav1" and pixel_format != "yuv420p":
         raise bad(_join(where, "pixel-format"), "pixel-format %s is not available with the "
                   "remote AV1 encoder (libsvtav1); use yuv420p." % pixel_format)
-    width, height = target_size(values, where, canvas["width"], canvas["height"])
+    width, height = target_size(values, where, canvas.width, canvas.height)
     width, height = within_level(codec, encoder, width, height, notes)
-    return {
-        "name": name, "kind": "video", "content_type": content_type,
-        "extension": VIDEO_TYPES[content_type], "codec": codec, "encoder": encoder,
-        "crf": DEFAULT_CRF[codec] if crf is None and bitrate is None else crf,
-        "bitrate": bitrate, "preset": preset, "speed": speed,
-        "pixel_format": pixel_format,
-        "gop": _integer(values, "gop", where, 1, 100000),
-        "width": width, "height": height,
-        "fit": _choice(values, "fit", where, FITS, "contain"),
-        "background": colour(values, where),
-    }
+    gop = _integer(values, "gop", where, 1, 100000)
+    fit = _choice(values, "fit", where, FITS, "contain")
+    assert fit is not None
+    return VideoOutput(
+        name=name, content_type=content_type, extension=VIDEO_TYPES[content_type],
+        width=width, height=height, fit=fit, background=colour(values, where),
+        codec=codec, encoder=encoder,
+        crf=DEFAULT_CRF[codec] if crf is None and bitrate is None else crf,
+        bitrate=bitrate, preset=preset, speed=speed, pixel_format=pixel_format, gop=gop)
 
 
 def still_output(kind, values, where, name, canvas, frame_count, rate):
-    # type: (str, Dict[str, Any], str, str, Dict[str, Any], int, Fraction) -> Dict[str, Any]
-    output = {"name": name, "kind": kind, "background": colour(values, where),
-              "fit": _choice(values, "fit", where, FITS, "contain")}  # type: Dict[str, Any]
+    # type: (str, Dict[str, Any], str, str, Canvas, int, Fraction) -> Output
+    """A poster, contact sheet or GIF (``kind``) from its options ``values``."""
+    background = colour(values, where)
+    fit = _choice(values, "fit", where, FITS, "contain")
+    assert fit is not None
     if kind == "gif":
-        output.update({"content_type": "image/gif", "extension": "gif"})
-        default_w = min(canvas["width"], 480)
+        default_w = min(canvas.width, 480)
         width, height = target_size(dict(values, width=values.get("width", default_w))
                                     if values.get("height") is None else values,
-                                    where, canvas["width"], canvas["height"])
+                                    where, canvas.width, canvas.height)
         loop = _integer(values, "loop", where, -1, 65535, 0)
         duration = values.get("frame-duration")
         step = 1
@@ -400,21 +413,20 @@ def still_output(kind, values, where, name, canvas, frame_count, rate):
             rate_out = Fraction(1) / Fraction(seconds).limit_denominator(100)
         else:
             rate_out = min(rate, Fraction(50))
-        output.update({"width": width, "height": height, "loop": loop,
-                       "frame_rate": rate_text(rate_out), "step": step})
-        return output
+        assert loop is not None
+        return GifOutput(name=name, content_type="image/gif", extension="gif", width=width,
+                         height=height, fit=fit, background=background, loop=loop,
+                         frame_rate=rate_text(rate_out), step=step)
     content_type = values.get("content-type", "image/jpeg")
     if content_type not in IMAGE_TYPES:
         raise bad(_join(where, "content-type"), "%s must be image/jpeg or image/png, got %r."
                   % (_join(where, "content-type"), content_type))
-    output.update({"content_type": content_type, "extension": IMAGE_TYPES[content_type]})
     if kind == "poster":
-        output["frame"] = poster_frame(values.get("at", "50%"), _join(where, "at"),
-                                       frame_count, rate)
-        output["width"], output["height"] = target_size(values, where, canvas["width"],
-                                                        canvas["height"])
-        output["canvas_size"] = values.get("width") is None and values.get("height") is None
-        return output
+        frame = poster_frame(values.get("at", "50%"), _join(where, "at"), frame_count, rate)
+        width, height = target_size(values, where, canvas.width, canvas.height)
+        return PosterOutput(name=name, content_type=content_type,
+                            extension=IMAGE_TYPES[content_type], width=width, height=height,
+                            fit=fit, background=background, frame=frame)
     count = _integer(values, "frames", where, 1, MAX_SHEET_FRAMES, 12)
     assert count is not None
     count = min(count, frame_count)
@@ -422,7 +434,7 @@ def still_output(kind, values, where, name, canvas, frame_count, rate):
     assert wrap is not None
     cell_w, cell_h = target_size(dict(values, width=values.get("width", 160))
                                  if values.get("height") is None else values,
-                                 where, canvas["width"], canvas["height"])
+                                 where, canvas.width, canvas.height)
     crop = values.get("crop", False)
     if not isinstance(crop, bool):
         raise bad(_join(where, "crop"), "%s must be true or false." % _join(where, "crop"))
@@ -432,11 +444,11 @@ def still_output(kind, values, where, name, canvas, frame_count, rate):
         raise bad(_join(where, "frames"), "The contact sheet would be %dx%d; keep it within "
                   "%d pixels a side (fewer frames, smaller cells or another wrap)."
                   % (columns * cell_w, rows * cell_h, MAX_SIDE))
-    output.update({
-        "frames": sample_frames(frame_count, count), "columns": columns, "rows": rows,
-        "width": cell_w, "height": cell_h, "fit": "cover" if crop else "contain",
-    })
-    return output
+    return ContactSheetOutput(name=name, content_type=content_type,
+                              extension=IMAGE_TYPES[content_type], width=cell_w, height=cell_h,
+                              fit="cover" if crop else "contain", background=background,
+                              frames=sample_frames(frame_count, count), columns=columns,
+                              rows=rows)
 
 
 def bits_per_second(value, field):
@@ -477,8 +489,12 @@ def sample_frames(frame_count, count):
 
 
 def plan_outputs(args, canvas, frame_count, rate, ffmpeg_info, notes):
-    # type: (Dict[str, Any], Dict[str, Any], int, Fraction, Dict[str, Any], List[str]) -> List[Dict[str, Any]]
-    """The job's outputs: the top-level video, ``outputs``, then the stills shorthands."""
+    # type: (Dict[str, Any], Canvas, int, Fraction, Dict[str, Any], List[str]) -> Tuple[List[Output], List[Output]]  # noqa: E501
+    """The job's outputs: the top-level video, ``outputs``, then the stills shorthands.
+
+    Also returns those of them whose size is the canvas's, whatever it becomes
+    (posters that give neither width nor height).
+    """
     requested = []  # type: List[Tuple[str, Dict[str, Any]]]
     if args.get("content-type") is not None:
         top = {key: args[key] for key in VIDEO_FIELDS if key in args}
@@ -512,7 +528,8 @@ def plan_outputs(args, canvas, frame_count, rate, ffmpeg_info, notes):
     if not requested:
         raise bad("content-type", "content-type is required (video/mp4 or video/webm) "
                   "unless outputs lists what to make.")
-    outputs = []  # type: List[Dict[str, Any]]
+    outputs = []  # type: List[Output]
+    canvas_sized = []  # type: List[Output]
     names = set()  # type: set
     for index, (where, values) in enumerate(requested):
         kind = values.get("kind", "video")
@@ -534,7 +551,10 @@ def plan_outputs(args, canvas, frame_count, rate, ffmpeg_info, notes):
             outputs.append(video_output(values, where, name, canvas, ffmpeg_info, notes))
         else:
             outputs.append(still_output(kind, values, where, name, canvas, frame_count, rate))
-    return outputs
+            if kind == "poster" and values.get("width") is None \
+                    and values.get("height") is None:
+                canvas_sized.append(outputs[-1])
+    return outputs, canvas_sized
 
 
 # -- compositions ------------------------------------------------------------------
@@ -581,7 +601,7 @@ def _canvas_size(layout, default):
 
 
 def plan_layout(layout, failures, limit=None):
-    # type: (Any, List[Dict[str, Any]], Optional[int]) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]  # noqa: E501
+    # type: (Any, List[Dict[str, Any]], Optional[int]) -> Tuple[Canvas, List[Source]]
     """The canvas and one source per region of a composition."""
     if not isinstance(layout, dict):
         raise bad("layout", "layout must be an object with type \"grid\" or \"regions\".")
@@ -600,7 +620,8 @@ def plan_layout(layout, failures, limit=None):
     other = "regions" if kind == "grid" else "sources"
     if layout.get(other) is not None:
         raise bad("layout." + other, "A %s layout takes %s, not %s." % (kind, key, other))
-    sources = []  # type: List[Dict[str, Any]]
+    # Each entry's frames and label, with the entry and its field name for its region.
+    entries = []  # type: List[Tuple[List[Frame], Optional[str], Dict[str, Any], str]]
     for index, item in enumerate(items):
         where = "layout.%s.%d" % (key, index)
         if not isinstance(item, dict):
@@ -608,28 +629,23 @@ def plan_layout(layout, failures, limit=None):
         _check_fields(item, SOURCE_FIELDS if kind == "grid" else REGION_FIELDS, where)
         paths = expand(item.get("images"), where + ".images", limit)
         frames = inspect(paths, where + ".images", failures)
-        for frame in frames:
-            frame["repeat"] = 1
-        sources.append({"frames": frames, "label": _label(item, where), "item": item,
-                        "where": where})
+        entries.append((frames, _label(item, where), item, where))
     if failures:
         raise_bad_images(failures)
     if kind == "grid":
-        canvas, regions = _grid(layout, sources, fit, background)
+        canvas, regions = _grid(layout, len(entries), entries[0][0][0], fit, background)
     else:
-        canvas = {"width": 0, "height": 0, "fit": fit, "background": background}
-        canvas["width"], canvas["height"] = _canvas_size(layout, None)
-        regions = [_region(source["item"], source["where"], index, canvas, fit, background)
-                   for index, source in enumerate(sources)]
-    for source, region in zip(sources, regions):
-        source["region"] = region
-        del source["item"], source["where"]
-    return canvas, sources
+        width, height = _canvas_size(layout, None)
+        canvas = Canvas(width, height, fit, background)
+        regions = [_region(item, where, index, canvas, fit, background)
+                   for index, (_, _, item, where) in enumerate(entries)]
+    return canvas, [Source(frames, region, label)
+                    for (frames, label, _, _), region in zip(entries, regions)]
 
 
-def _grid(layout, sources, fit, background):
-    # type: (Dict[str, Any], List[Dict[str, Any]], str, str) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]
-    count = len(sources)
+def _grid(layout, count, first, fit, background):
+    # type: (Dict[str, Any], int, Frame, str, str) -> Tuple[Canvas, List[Region]]
+    """The canvas and ``count`` cells, sized by default from the ``first`` image."""
     square = 1
     while square * square < count:
         square += 1
@@ -644,9 +660,8 @@ def _grid(layout, sources, fit, background):
                   "layout.max_rows or layout.max_columns." % (count, rows, columns))
     gap = _integer(layout, "gap", "layout", 0, 1000, 0)
     assert gap is not None
-    first = sources[0]["frames"][0]
-    default = (even(columns * first["width"] + gap * (columns - 1)),
-               even(rows * first["height"] + gap * (rows - 1)))
+    default = (even(columns * first.width + gap * (columns - 1)),
+               even(rows * first.height + gap * (rows - 1)))
     if max(default) > MAX_SIDE:
         scale = MAX_SIDE / float(max(default))
         default = (even(default[0] * scale), even(default[1] * scale))
@@ -656,60 +671,59 @@ def _grid(layout, sources, fit, background):
     if cell_w < 2 or cell_h < 2:
         raise bad("layout.gap", "With gap %d a %dx%d canvas leaves no room for %d columns "
                   "and %d rows." % (gap, width, height, columns, rows))
-    regions = [{"x": (index % columns) * (cell_w + gap), "y": (index // columns) * (cell_h + gap),
-                "z": index, "width": cell_w, "height": cell_h, "fit": fit,
-                "background": background} for index in range(count)]
-    return {"width": width, "height": height, "fit": fit, "background": background}, regions
+    regions = [Region((index % columns) * (cell_w + gap), (index // columns) * (cell_h + gap),
+                      index, cell_w, cell_h, fit, background) for index in range(count)]
+    return Canvas(width, height, fit, background), regions
 
 
 def _region(item, where, index, canvas, fit, background):
-    # type: (Dict[str, Any], str, int, Dict[str, Any], str, str) -> Dict[str, Any]
+    # type: (Dict[str, Any], str, int, Canvas, str, str) -> Region
     for key in ("x_pos", "y_pos", "width", "height"):
         if item.get(key) is None:
             raise bad(_join(where, key), "%s is required for a region (x_pos, y_pos, width, "
                       "height in pixels of the canvas)." % _join(where, key))
-    x = _integer(item, "x_pos", where, 0, canvas["width"] - 1)
-    y = _integer(item, "y_pos", where, 0, canvas["height"] - 1)
+    x = _integer(item, "x_pos", where, 0, canvas.width - 1)
+    y = _integer(item, "y_pos", where, 0, canvas.height - 1)
     width = _integer(item, "width", where, 2, MAX_SIDE)
     height = _integer(item, "height", where, 2, MAX_SIDE)
     z = _integer(item, "z_pos", where, -1000, 1000, index)
-    return {"x": x, "y": y, "z": z, "width": width, "height": height,
-            "fit": _choice(item, "fit", where, FITS, fit),
-            "background": colour(item, where, background)}
+    region_fit = _choice(item, "fit", where, FITS, fit)
+    assert x is not None and y is not None and z is not None and width and height \
+        and region_fit is not None
+    return Region(x, y, z, width, height, region_fit, colour(item, where, background))
 
 
 # -- text on frames -------------------------------------------------------------------
 
 def plan_text(args, sources, ffmpeg_info):
-    # type: (Dict[str, Any], List[Dict[str, Any]], Dict[str, Any]) -> Optional[Dict[str, Any]]
+    # type: (Dict[str, Any], List[Source], Dict[str, Any]) -> Optional[BurnIn]
     """Validate ``burn-in`` and check the remote ffmpeg can draw what is asked."""
-    burn_in = args.get("burn-in")
+    values = args.get("burn-in")
+    burn_in = None  # type: Optional[BurnIn]
     needs = set()
-    if any(source.get("label") for source in sources):
+    if any(source.label for source in sources):
         needs.add(("drawtext", "layout"))
-    if burn_in is not None:
-        if not isinstance(burn_in, dict):
+    if values is not None:
+        if not isinstance(values, dict):
             raise bad("burn-in", "burn-in must be an object such as {\"frame-number\": true, "
                       "\"filename\": true, \"position\": \"bottom-left\"}.")
-        _check_fields(burn_in, ("frame-number", "filename", "position", "size"), "burn-in")
+        _check_fields(values, ("frame-number", "filename", "position", "size"), "burn-in")
         for key in ("frame-number", "filename"):
-            if not isinstance(burn_in.get(key, False), bool):
+            if not isinstance(values.get(key, False), bool):
                 raise bad("burn-in." + key, "burn-in.%s must be true or false." % key)
-        if not burn_in.get("frame-number") and not burn_in.get("filename"):
+        if not values.get("frame-number") and not values.get("filename"):
             raise bad("burn-in", "burn-in needs \"frame-number\": true, \"filename\": true, "
                       "or both.")
-        if burn_in.get("filename") and len(sources) > 1:
+        if values.get("filename") and len(sources) > 1:
             raise bad("burn-in.filename", "File names cannot be burnt into a layout; label "
                       "its regions instead.")
-        burn_in = {
-            "frame-number": burn_in.get("frame-number", False),
-            "filename": burn_in.get("filename", False),
-            "position": _choice(burn_in, "position", "burn-in", text.POSITIONS, "bottom-left"),
-            "size": _integer(burn_in, "size", "burn-in", 6, 400),
-        }
-        if burn_in["frame-number"]:
+        position = _choice(values, "position", "burn-in", text.POSITIONS, "bottom-left")
+        assert position is not None
+        burn_in = BurnIn(values.get("frame-number", False), values.get("filename", False),
+                         position, _integer(values, "size", "burn-in", 6, 400))
+        if burn_in.frame_number:
             needs.add(("drawtext", "burn-in.frame-number"))
-        if burn_in["filename"]:
+        if burn_in.filename:
             needs.add(("subtitles", "burn-in.filename"))
     available = set(ffmpeg_info.get("filters") or [])
     for name, field in sorted(needs):
@@ -732,8 +746,12 @@ def plan_text(args, sources, ffmpeg_info):
 # -- the whole request ------------------------------------------------------------
 
 def build_spec(args, ffmpeg_info):
-    # type: (Dict[str, Any], Dict[str, Any]) -> Dict[str, Any]
-    """Validate ``args`` (a create-video request) and return the job spec."""
+    # type: (Dict[str, Any], Dict[str, Any]) -> Spec
+    """Validate ``args`` (a create-video request) and return the job spec.
+
+    ``job``, ``ffmpeg``, ``ffmpeg_fps_mode`` and ``nice`` are left for the
+    job store to set.
+    """
     _check_fields({key: args[key] for key in args if key not in SERVER_FIELDS}, JOB_FIELDS,
                   "")
     limit = args.get("max-images")  # set by the server, never by its caller
@@ -746,36 +764,26 @@ def build_spec(args, ffmpeg_info):
                 raise bad(key, "%s cannot be combined with layout: each layout source has "
                           "its own images." % key)
         canvas, sources = plan_layout(layout, [], limit)
-        frame_count = max(len(source["frames"]) for source in sources)
+        frame_count = max(len(source.frames) for source in sources)
     else:
         frames = inspect(expand(args.get("images"), "images", limit))
         held = repeats(args.get("durations"), len(frames), rate)
-        for index, frame in enumerate(frames):
-            frame["repeat"] = held[index]
+        for frame, repeat in zip(frames, held):
+            frame.repeat = repeat
         frame_count = sum(held)
-        first = frames[0]
-        width, height = target_size(args, "", first["width"], first["height"])
-        canvas = {"width": width, "height": height,
-                  "fit": _choice(args, "fit", "", FITS, "contain"),
-                  "background": colour(args, "")}
-        sources = [{"frames": frames, "region": None, "label": None}]
+        width, height = target_size(args, "", frames[0].width, frames[0].height)
+        fit = _choice(args, "fit", "", FITS, "contain")
+        assert fit is not None
+        canvas = Canvas(width, height, fit, colour(args, ""))
+        sources = [Source(frames)]
     burn_in = plan_text(args, sources, ffmpeg_info)
-    outputs = plan_outputs(args, canvas, frame_count, rate, ffmpeg_info, notes)
+    outputs, canvas_sized = plan_outputs(args, canvas, frame_count, rate, ffmpeg_info, notes)
     if layout is None:
         # Fit frames once: the canvas is the first video's size (within its limits).
         for output in outputs:
-            if output["kind"] == "video":
-                canvas["width"], canvas["height"] = output["width"], output["height"]
+            if isinstance(output, VideoOutput):
+                canvas.width, canvas.height = output.width, output.height
                 break
-        for output in outputs:
-            if output.pop("canvas_size", False):
-                output["width"], output["height"] = canvas["width"], canvas["height"]
-    return {
-        "frame_rate": rate_text(rate),
-        "frames_total": frame_count,
-        "canvas": canvas,
-        "sources": sources,
-        "outputs": outputs,
-        "burn_in": burn_in,
-        "notes": notes,
-    }
+        for output in canvas_sized:
+            output.width, output.height = canvas.width, canvas.height
+    return Spec(rate_text(rate), frame_count, canvas, sources, outputs, burn_in, notes)

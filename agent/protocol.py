@@ -15,6 +15,16 @@ from typing import Any, Dict, Optional  # noqa: F401 (type comments)
 MARKER = "FRAMEWIRE-AGENT"
 STREAM_MARKER = "FRAMEWIRE-STREAM"
 
+# Job states, as ``status.json`` and job events spell them (stable: the server
+# and docs/protocol.md list the same).  ``expired`` exists only on the server.
+QUEUED = "queued"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELED = "canceled"
+JOB_STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)  # in lifecycle order
+FINAL_STATES = (SUCCEEDED, FAILED, CANCELED)  # a job in one of these never changes again
+
 # Error codes (stable: the server and the tests match on them).
 BAD_REQUEST = "bad-request"
 UNKNOWN_COMMAND = "unknown-command"

@@ -14,7 +14,8 @@ import time
 from fractions import Fraction
 from typing import Any, Dict, List, Optional  # noqa: F401 (type comments)
 
-from . import ffmpeg, jobs, text
+from . import ffmpeg, jobdir, protocol, text
+from .spec import Spec
 
 STDERR_TAIL = 4000
 FULL_DISK_BYTES = 256 * 1024
@@ -29,8 +30,8 @@ class Runner(object):
     def __init__(self, job_dir):
         # type: (str) -> None
         self.job_dir = job_dir
-        self.spec = jobs.read_json(self._path("spec.json"))
-        self.status = jobs.read_json(self._path("status.json"))
+        self.spec = Spec.from_json(jobdir.read_json(self._path(jobdir.SPEC)))
+        self.status = jobdir.read_json(self._path(jobdir.STATUS))  # type: jobdir.Status
         self.process = None  # type: Optional[subprocess.Popen]
         self.canceled = False
         self._last_write = 0.0
@@ -45,7 +46,7 @@ class Runner(object):
         moment = time.time()
         if force or moment - self._last_write >= WRITE_INTERVAL:
             try:
-                jobs.write_json(self._path("status.json"), self.status)
+                jobdir.write_status(self.job_dir, self.status)
             except OSError:
                 if force:
                     raise
@@ -73,30 +74,30 @@ class Runner(object):
         # type: () -> int
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
-        if self.spec.get("nice"):
+        if self.spec.nice:
             # Below the agent (and a server beside it): ffmpeg inherits it.
             try:
-                os.nice(int(self.spec["nice"]))
+                os.nice(self.spec.nice)
             except OSError:
                 pass
-        self.status.update({"status": "running", "phase": "preparing", "pid": os.getpid(),
+        self.status.update({"status": protocol.RUNNING, "phase": "preparing", "pid": os.getpid(),
                             "message": "Preparing frames."})
-        self.status["events"]["started"] = jobs.now()
+        self.status["events"]["started"] = jobdir.now()
         self._write()
         try:
             segments = self._link_frames()
             if self.canceled:
-                self._finish("canceled", "Canceled.")
+                self._finish(protocol.CANCELED, "Canceled.")
             else:
                 self._encode(segments)
         except Exception as error:  # the job must end with a status, whatever happened
-            self._finish("failed", "The job failed: %s" % error)
+            self._finish(protocol.FAILED, "The job failed: %s" % error)
         finally:
-            jobs.remove_temporaries(self.job_dir)
-        return 0 if self.status["status"] == "succeeded" else 1
+            jobdir.remove_temporaries(self.job_dir)
+        return 0 if self.status["status"] == protocol.SUCCEEDED else 1
 
     def _link_frames(self):
-        # type: () -> List[Dict[str, Any]]
+        # type: () -> List[ffmpeg.Segment]
         """Numbered links to the frames, one directory per run of alike frames.
 
         The image2 demuxer reads a numbered pattern fastest, and it decodes
@@ -106,24 +107,24 @@ class Runner(object):
         """
         root = self._path("frames")
         os.mkdir(root, 0o700)
-        segments = []  # type: List[Dict[str, Any]]
-        for source_index, source in enumerate(self.spec["sources"]):
-            key = None
+        segments = []  # type: List[ffmpeg.Segment]
+        for source_index, source in enumerate(self.spec.sources):
+            key = None  # type: Any
             directory = ""
             number = 0
             extension = ""
-            for frame in source["frames"]:
-                frame_key = (frame["kind"], frame["width"], frame["height"], frame["layout"])
+            for frame in source.frames:
+                frame_key = (frame.kind, frame.width, frame.height, frame.layout)
                 if frame_key != key:
                     key = frame_key
                     directory = os.path.join(root, "s%05d" % len(segments))
                     os.mkdir(directory)
-                    extension = "png" if frame["kind"] == "png" else "jpg"
-                    segments.append({"source": source_index, "pattern": os.path.join(
-                        ffmpeg.pattern_escape(directory), "%08d." + extension)})
+                    extension = "png" if frame.kind == "png" else "jpg"
+                    segments.append(ffmpeg.Segment(source_index, os.path.join(
+                        ffmpeg.pattern_escape(directory), "%08d." + extension)))
                     number = 0
-                for _ in range(frame.get("repeat", 1)):
-                    os.symlink(frame["path"],
+                for _ in range(frame.repeat):
+                    os.symlink(frame.path,
                                os.path.join(directory, "%08d.%s" % (number, extension)))
                     number += 1
                 if self.canceled:
@@ -131,14 +132,14 @@ class Runner(object):
         return segments
 
     def _encode(self, segments):
-        # type: (List[Dict[str, Any]]) -> None
+        # type: (List[ffmpeg.Segment]) -> None
         spec = self.spec
-        outputs = spec["outputs"]
-        partials = [self._path("partial.%d.%s" % (index, output["extension"]))
+        outputs = spec.outputs
+        partials = [self._path("partial.%d.%s" % (index, output.extension))
                     for index, output in enumerate(outputs)]
-        argv = ffmpeg.job_argv(spec["ffmpeg"], spec, segments, partials)
-        text.write_assets(self.job_dir, spec, float(Fraction(spec["frame_rate"])))
-        total = spec["frames_total"]
+        argv = ffmpeg.job_argv(spec.ffmpeg, spec, segments, partials)
+        text.write_assets(self.job_dir, spec, float(Fraction(spec.frame_rate)))
+        total = spec.frames_total
         self.status.update({"phase": "encoding", "message": "Encoding."})
         self._write()
         with open(self._path("ffmpeg.log"), "wb") as log:
@@ -158,7 +159,7 @@ class Runner(object):
                     self._write(force=False)  # the final status comes after the checks
             returncode = self.process.wait()
         self.status["returncode"] = returncode
-        missing = [output["name"] for output, partial in zip(outputs, partials)
+        missing = [output.name for output, partial in zip(outputs, partials)
                    if not os.path.isfile(partial) or os.path.getsize(partial) == 0]
         full = disk_full(self.job_dir)
         short = self.status["frames_done"] != total
@@ -167,42 +168,42 @@ class Runner(object):
             undecodable = self._undecodable(segments)  # before the frame links go
         if self.canceled or returncode != 0 or short or missing:
             # Free the space first: on a full disk the status must still be written.
-            jobs.remove_temporaries(self.job_dir)
+            jobdir.remove_temporaries(self.job_dir)
         if self.canceled:
-            self._finish("canceled", "Canceled.")
+            self._finish(protocol.CANCELED, "Canceled.")
         elif returncode != 0:
             self.status["stderr"] = self._stderr_tail()
             if full or "No space left on device" in self.status["stderr"]:
-                self._finish("failed", "The remote disk is full: ffmpeg could not write the "
+                self._finish(protocol.FAILED, "The remote disk is full: ffmpeg could not write the "
                              "output (No space left on device in %s)." % self.job_dir)
             else:
-                self._finish("failed", undecodable or "ffmpeg failed with exit code %d."
+                self._finish(protocol.FAILED, undecodable or "ffmpeg failed with exit code %d."
                              % returncode)
         elif short:
             self.status["stderr"] = self._stderr_tail()
-            self._finish("failed", undecodable or "ffmpeg wrote %d of %d frames."
+            self._finish(protocol.FAILED, undecodable or "ffmpeg wrote %d of %d frames."
                          % (self.status["frames_done"], total))
         elif missing:
             self.status["stderr"] = self._stderr_tail()
-            self._finish("failed", "ffmpeg wrote no %s output." % ", ".join(missing))
+            self._finish(protocol.FAILED, "ffmpeg wrote no %s output." % ", ".join(missing))
         else:
             done = []
             for output, partial in zip(outputs, partials):
-                final = self._path("%s.%s" % (output["name"], output["extension"]))
+                final = self._path("%s.%s" % (output.name, output.extension))
                 os.replace(partial, final)
+                width, height = output.size()
                 done.append({
-                    "name": output["name"], "kind": output["kind"], "path": final,
-                    "size": os.path.getsize(final), "content_type": output["content_type"],
-                    "width": output["width"] * output.get("columns", 1),
-                    "height": output["height"] * output.get("rows", 1),
+                    "name": output.name, "kind": output.kind, "path": final,
+                    "size": os.path.getsize(final), "content_type": output.content_type,
+                    "width": width, "height": height,
                 })
             self.status["outputs"] = done
             self.status["output"] = done[0]
-            self._finish("succeeded", "Video ready." if outputs[0]["kind"] == "video"
+            self._finish(protocol.SUCCEEDED, "Video ready." if outputs[0].kind == "video"
                          else "Outputs ready.")
 
     def _undecodable(self, segments):
-        # type: (List[Dict[str, Any]]) -> Optional[str]
+        # type: (List[ffmpeg.Segment]) -> Optional[str]
         """Which image ffmpeg could not decode, said with its path and position.
 
         ffmpeg skips a frame it cannot decode without naming the file; decoding
@@ -220,18 +221,18 @@ class Runner(object):
         for index in order:
             if self.canceled or time.time() > deadline:
                 return None
-            found = ffmpeg.first_undecodable(self.spec["ffmpeg"], segments[index]["pattern"],
+            found = ffmpeg.first_undecodable(self.spec.ffmpeg, segments[index].pattern,
                                              deadline)
             if found is None:
                 continue
             number, reason = found
-            directory = os.path.dirname(segments[index]["pattern"].replace("%%", "%"))
+            directory = os.path.dirname(segments[index].pattern.replace("%%", "%"))
             try:
                 link = sorted(os.listdir(directory))[number]
                 path = os.readlink(os.path.join(directory, link))
             except (OSError, IndexError):
                 return None
-            return describe_frame(self.spec, segments[index].get("source", 0), path, reason)
+            return describe_frame(self.spec, segments[index].source, path, reason)
         return None
 
     def _progress(self, done, total):
@@ -256,21 +257,19 @@ class Runner(object):
 
     def _finish(self, state, message):
         # type: (str, str) -> None
-        self.status.update({"status": state, "phase": "done", "message": message,
-                            "eta_seconds": None})
+        jobdir.finished(self.status, state, message)
         self.status["runner_max_rss_kb"] = peak_memory_kb()
-        if state == "succeeded":
+        if state == protocol.SUCCEEDED:
             self.status["progress"] = 100.0
-        self.status["events"]["completed"] = jobs.now()
         self._write()
 
 
 def describe_frame(spec, source_index, path, reason):
-    # type: (Dict[str, Any], int, str, str) -> str
+    # type: (Spec, int, str, str) -> str
     """"Image 4 of 6 could not be decoded: PATH (why)." for a frame of the spec."""
-    sources = spec["sources"]
-    frames = sources[source_index]["frames"]
-    position = next((index for index, frame in enumerate(frames) if frame["path"] == path),
+    sources = spec.sources
+    frames = sources[source_index].frames
+    position = next((index for index, frame in enumerate(frames) if frame.path == path),
                     None)
     where = "" if len(sources) == 1 else " of layout source %d" % source_index
     which = "Image %d of %d%s" % (position + 1, len(frames), where) if position is not None \

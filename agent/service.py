@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Set  # noqa: F401 (type comments)
 
 from . import PROTOCOL_VERSION, __version__, ffmpeg, files, jobs, protocol
+from .executors import Executor  # noqa: F401 (type comments)
 
 Handler = Callable[[Dict[str, Any]], Dict[str, Any]]
 IMAGE_TYPES = ("image/png", "image/jpeg")
@@ -47,8 +48,9 @@ def free_space(path):
 
 
 class Agent(object):
-    def __init__(self, work_dir, runner_argv, writer, nice=0):
-        # type: (str, List[str], protocol.LineWriter, int) -> None
+    def __init__(self, work_dir, executor, writer, nice=0):
+        # type: (str, Executor, protocol.LineWriter, int) -> None
+        """Serve the protocol over ``writer``, with jobs run by ``executor``."""
         self.work_dir = work_dir
         self.temp_dir = os.path.join(work_dir, "tmp")
         os.makedirs(self.temp_dir, mode=0o700, exist_ok=True)
@@ -59,7 +61,7 @@ class Agent(object):
         self.writer = writer
         self.ffmpeg = ffmpeg.describe(ffmpeg.find_ffmpeg(work_dir))
         self.nice = nice
-        self.jobs = jobs.JobStore(work_dir, runner_argv, self.ffmpeg, nice)
+        self.jobs = jobs.JobStore(work_dir, executor, self.ffmpeg, nice)
         self.watcher = jobs.JobWatcher(self.jobs, writer.send)
         self.commands = {
             "ping": lambda args: {"pong": True},
@@ -99,7 +101,7 @@ class Agent(object):
         def run(args):
             # type: (Dict[str, Any]) -> Dict[str, Any]
             result = handler(args)
-            if result.get("status") not in jobs.FINAL:
+            if result.get("status") not in protocol.FINAL_STATES:
                 self.watcher.watch(result["id"])
             return result
         return run

@@ -9,7 +9,9 @@ font ships inside the agent's zipapp and is written next to the job.
 import os
 import pkgutil
 import re
-from typing import Any, Dict, List, Optional  # noqa: F401 (type comments)
+from typing import List, Optional  # noqa: F401 (type comments)
+
+from .spec import BurnIn, Spec  # noqa: F401 (type comments)
 
 FONT_RESOURCE = "fonts/Roboto-Regular.ttf"
 FONT_FAMILY = "Roboto"
@@ -37,9 +39,10 @@ def font_data():
 
 
 def font_size(spec):
-    # type: (Dict[str, Any]) -> int
-    burn_in = spec.get("burn_in") or {}
-    return burn_in.get("size") or max(12, spec["canvas"]["height"] // 24)
+    # type: (Spec) -> int
+    if spec.burn_in is not None and spec.burn_in.size:
+        return spec.burn_in.size
+    return max(12, spec.canvas.height // 24)
 
 
 def ass_text(text):
@@ -58,11 +61,11 @@ def _ass_time(seconds):
 
 
 def write_assets(job_dir, spec, rate):
-    # type: (str, Dict[str, Any], float) -> None
+    # type: (str, Spec, float) -> None
     """Write the font, label files and the file-name subtitles a job draws."""
-    burn_in = spec.get("burn_in") or {}
-    labels = [source.get("label") for source in spec["sources"]]
-    if not burn_in and not any(labels):
+    burn_in = spec.burn_in
+    labels = [source.label for source in spec.sources]
+    if burn_in is None and not any(labels):
         return
     data = font_data()
     if data is None:
@@ -74,24 +77,24 @@ def write_assets(job_dir, spec, rate):
         if label:
             with open(os.path.join(job_dir, "label-%d.txt" % index), "wb") as handle:
                 handle.write(label.encode("utf-8"))
-    if burn_in.get("frame-number"):
+    if burn_in is not None and burn_in.frame_number:
         with open(os.path.join(job_dir, "frame-number.txt"), "w") as handle:
             handle.write("%{eif:n+1:d}")
-    if burn_in.get("filename"):
+    if burn_in is not None and burn_in.filename:
         _write_filenames(os.path.join(job_dir, "filenames.ass"), spec, burn_in, rate)
 
 
 def _write_filenames(path, spec, burn_in, rate):
-    # type: (str, Dict[str, Any], Dict[str, Any], float) -> None
-    canvas = spec["canvas"]
+    # type: (str, Spec, BurnIn, float) -> None
+    canvas = spec.canvas
     size = font_size(spec)
-    position = burn_in.get("position", "bottom-left")
+    position = burn_in.position
     # Leave room for the frame number on the same side.
-    vertical = MARGIN + (int(size * 1.4) if burn_in.get("frame-number") else 0)
+    vertical = MARGIN + (int(size * 1.4) if burn_in.frame_number else 0)
     half = 0.5 / rate
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("[Script Info]\nScriptType: v4.00+\nPlayResX: %d\nPlayResY: %d\n"
-                     "WrapStyle: 2\n\n" % (canvas["width"], canvas["height"]))
+                     "WrapStyle: 2\n\n" % (canvas.width, canvas.height))
         handle.write("[V4+ Styles]\nFormat: Name, Fontname, Fontsize, PrimaryColour, "
                      "OutlineColour, BackColour, BorderStyle, Outline, Shadow, Alignment, "
                      "MarginL, MarginR, MarginV\n")
@@ -99,12 +102,11 @@ def _write_filenames(path, spec, burn_in, rate):
                      % (FONT_FAMILY, size, _ASS_ALIGN[position], MARGIN, MARGIN, vertical))
         handle.write("[Events]\nFormat: Layer, Start, End, Style, Text\n")
         frame = 0
-        for image in spec["sources"][0]["frames"]:
-            held = image.get("repeat", 1)
+        for image in spec.sources[0].frames:
+            held = image.repeat
             start, end = frame / rate - half, (frame + held) / rate - half
             handle.write("Dialogue: 0,%s,%s,Burn,%s\n" % (
-                _ass_time(start), _ass_time(end),
-                ass_text(os.path.basename(image["path"]))))
+                _ass_time(start), _ass_time(end), ass_text(os.path.basename(image.path))))
             frame += held
 
 
@@ -116,17 +118,19 @@ def label_filter(index, size):
 
 
 def burn_in_filters(spec):
-    # type: (Dict[str, Any]) -> List[str]
-    burn_in = spec.get("burn_in") or {}
-    filters = []
+    # type: (Spec) -> List[str]
+    burn_in = spec.burn_in
+    filters = []  # type: List[str]
+    if burn_in is None:
+        return filters
     size = font_size(spec)
-    position = burn_in.get("position", "bottom-left")
-    if burn_in.get("frame-number"):
+    position = burn_in.position
+    if burn_in.frame_number:
         x = "%d" % MARGIN if position.endswith("left") else "w-tw-%d" % MARGIN
         y = "h-th-%d" % MARGIN if position.startswith("bottom") else "%d" % MARGIN
         filters.append("drawtext=fontfile=%s:textfile=frame-number.txt:x=%s:y=%s:"
                        "fontsize=%d:fontcolor=white:box=1:boxcolor=black@0.55:boxborderw=4"
                        % (FONT_RESOURCE, x, y, size))
-    if burn_in.get("filename"):
+    if burn_in.filename:
         filters.append("subtitles=filenames.ass:fontsdir=fonts")
     return filters

@@ -1,0 +1,384 @@
+"""The encode spec: what one job makes, as typed records.
+
+``options.build_spec`` turns a validated create-video request into a
+:class:`Spec`; the agent writes it to the job's ``spec.json``
+(:meth:`Spec.to_json`) and the runner reads it back (:meth:`Spec.from_json`).
+The file is internal to the agent (the runner always comes from the same
+zipapp as the agent that wrote it); docs/protocol.md describes its fields.
+"""
+
+from typing import Any, Dict, List, Optional, Tuple  # noqa: F401 (type comments)
+
+
+class Record(object):
+    """Equality and repr from the ``__slots__`` of the class and its bases."""
+
+    __slots__ = ()  # type: Tuple[str, ...]
+
+    def _values(self):
+        # type: () -> List[Tuple[str, Any]]
+        names = []  # type: List[str]
+        for cls in reversed(type(self).__mro__):
+            names.extend(getattr(cls, "__slots__", ()))
+        return [(name, getattr(self, name)) for name in names]
+
+    def __eq__(self, other):
+        # type: (object) -> bool
+        return isinstance(other, Record) and type(other) is type(self) \
+            and other._values() == self._values()
+
+    def __repr__(self):
+        # type: () -> str
+        return "%s(%s)" % (type(self).__name__,
+                           ", ".join("%s=%r" % item for item in self._values()))
+
+
+class Frame(Record):
+    """One image of a source, and for how many output frames it is shown."""
+
+    __slots__ = ("path", "kind", "width", "height", "layout", "repeat")
+
+    def __init__(self, path, kind, width, height, layout, repeat=1):
+        # type: (str, str, int, int, str, int) -> None
+        self.path = path
+        self.kind = kind  # "png" or "jpeg"
+        self.width = width
+        self.height = height
+        self.layout = layout  # what decides the decoder's pixel format (images.ImageInfo)
+        self.repeat = repeat
+
+    def to_json(self):
+        # type: () -> Dict[str, Any]
+        return {"path": self.path, "kind": self.kind, "width": self.width,
+                "height": self.height, "layout": self.layout, "repeat": self.repeat}
+
+    @classmethod
+    def from_json(cls, data):
+        # type: (Dict[str, Any]) -> Frame
+        return cls(data["path"], data["kind"], data["width"], data["height"], data["layout"],
+                   data["repeat"])
+
+
+class Canvas(Record):
+    """The frame every image is fitted onto, and every output starts from."""
+
+    __slots__ = ("width", "height", "fit", "background")
+
+    def __init__(self, width, height, fit, background):
+        # type: (int, int, str, str) -> None
+        self.width = width
+        self.height = height
+        self.fit = fit  # contain, cover or stretch
+        self.background = background  # as ffmpeg writes colours: black, 0x336699
+
+    def to_json(self):
+        # type: () -> Dict[str, Any]
+        return {"width": self.width, "height": self.height, "fit": self.fit,
+                "background": self.background}
+
+    @classmethod
+    def from_json(cls, data):
+        # type: (Dict[str, Any]) -> Canvas
+        return cls(data["width"], data["height"], data["fit"], data["background"])
+
+
+class Region(Record):
+    """Where a layout source goes on the canvas, in canvas pixels; ``z`` orders overlaps."""
+
+    __slots__ = ("x", "y", "z", "width", "height", "fit", "background")
+
+    def __init__(self, x, y, z, width, height, fit, background):
+        # type: (int, int, int, int, int, str, str) -> None
+        self.x = x
+        self.y = y
+        self.z = z
+        self.width = width
+        self.height = height
+        self.fit = fit
+        self.background = background
+
+    def to_json(self):
+        # type: () -> Dict[str, Any]
+        return {"x": self.x, "y": self.y, "z": self.z, "width": self.width,
+                "height": self.height, "fit": self.fit, "background": self.background}
+
+    @classmethod
+    def from_json(cls, data):
+        # type: (Dict[str, Any]) -> Region
+        return cls(data["x"], data["y"], data["z"], data["width"], data["height"], data["fit"],
+                   data["background"])
+
+
+class Source(Record):
+    """An image sequence: the only one (no region), or one cell or region of a layout."""
+
+    __slots__ = ("frames", "region", "label")
+
+    def __init__(self, frames, region=None, label=None):
+        # type: (List[Frame], Optional[Region], Optional[str]) -> None
+        self.frames = frames
+        self.region = region
+        self.label = label  # text drawn in the region's corner
+
+    def frame_count(self):
+        # type: () -> int
+        """Output frames this source fills (each image held for its ``repeat``)."""
+        return sum(frame.repeat for frame in self.frames)
+
+    def to_json(self):
+        # type: () -> Dict[str, Any]
+        return {"frames": [frame.to_json() for frame in self.frames],
+                "region": self.region.to_json() if self.region is not None else None,
+                "label": self.label}
+
+    @classmethod
+    def from_json(cls, data):
+        # type: (Dict[str, Any]) -> Source
+        region = data["region"]
+        return cls([Frame.from_json(frame) for frame in data["frames"]],
+                   Region.from_json(region) if region is not None else None, data["label"])
+
+
+class Output(Record):
+    """One file the job writes; the kinds below add what they need.
+
+    ``width`` and ``height`` are the size of what the output's encoder gets
+    (a contact sheet's cell); :meth:`size` is the size of the file's image.
+    """
+
+    kind = ""
+    __slots__ = ("name", "content_type", "extension", "width", "height", "fit", "background")
+
+    def __init__(self, name, content_type, extension, width, height, fit, background):
+        # type: (str, str, str, int, int, str, str) -> None
+        self.name = name
+        self.content_type = content_type
+        self.extension = extension  # the output file is NAME.EXTENSION
+        self.width = width
+        self.height = height
+        self.fit = fit
+        self.background = background
+
+    def size(self):
+        # type: () -> Tuple[int, int]
+        return self.width, self.height
+
+    def _common_json(self):
+        # type: () -> Dict[str, Any]
+        return {"name": self.name, "kind": self.kind, "content_type": self.content_type,
+                "extension": self.extension, "width": self.width, "height": self.height,
+                "fit": self.fit, "background": self.background}
+
+    @staticmethod
+    def _common_args(data):
+        # type: (Dict[str, Any]) -> Dict[str, Any]
+        return {key: data[key] for key in ("name", "content_type", "extension", "width",
+                                           "height", "fit", "background")}
+
+    def to_json(self):
+        # type: () -> Dict[str, Any]
+        return self._common_json()
+
+    @classmethod
+    def from_json(cls, data):
+        # type: (Dict[str, Any]) -> Output
+        """The output of the kind ``data["kind"]`` names."""
+        return OUTPUT_KINDS[data["kind"]].from_json(data)
+
+
+class VideoOutput(Output):
+    kind = "video"
+    __slots__ = ("codec", "encoder", "crf", "bitrate", "preset", "speed", "pixel_format", "gop")
+
+    def __init__(self, name, content_type, extension, width, height, fit, background,
+                 codec, encoder, crf, bitrate, preset, speed, pixel_format, gop):
+        # type: (str, str, str, int, int, str, str, str, str, Optional[int], Optional[str], Optional[str], Optional[int], str, Optional[int]) -> None  # noqa: E501
+        Output.__init__(self, name, content_type, extension, width, height, fit, background)
+        self.codec = codec  # h264, vp9 or av1
+        self.encoder = encoder  # the ffmpeg encoder for it, e.g. libx264
+        self.crf = crf  # None with a bitrate
+        self.bitrate = bitrate  # bits per second as a string, or None
+        self.preset = preset  # h264 only
+        self.speed = speed  # vp9 and av1 only
+        self.pixel_format = pixel_format
+        self.gop = gop
+
+    def to_json(self):
+        # type: () -> Dict[str, Any]
+        data = self._common_json()
+        data.update({"codec": self.codec, "encoder": self.encoder, "crf": self.crf,
+                     "bitrate": self.bitrate, "preset": self.preset, "speed": self.speed,
+                     "pixel_format": self.pixel_format, "gop": self.gop})
+        return data
+
+    @classmethod
+    def from_json(cls, data):
+        # type: (Dict[str, Any]) -> VideoOutput
+        return cls(codec=data["codec"], encoder=data["encoder"], crf=data["crf"],
+                   bitrate=data["bitrate"], preset=data["preset"], speed=data["speed"],
+                   pixel_format=data["pixel_format"], gop=data["gop"],
+                   **cls._common_args(data))
+
+
+class PosterOutput(Output):
+    """One frame as a still image."""
+
+    kind = "poster"
+    __slots__ = ("frame",)
+
+    def __init__(self, name, content_type, extension, width, height, fit, background, frame):
+        # type: (str, str, str, int, int, str, str, int) -> None
+        Output.__init__(self, name, content_type, extension, width, height, fit, background)
+        self.frame = frame  # its number, from 0
+
+    def to_json(self):
+        # type: () -> Dict[str, Any]
+        data = self._common_json()
+        data["frame"] = self.frame
+        return data
+
+    @classmethod
+    def from_json(cls, data):
+        # type: (Dict[str, Any]) -> PosterOutput
+        return cls(frame=data["frame"], **cls._common_args(data))
+
+
+class ContactSheetOutput(Output):
+    """Frames tiled ``columns`` x ``rows`` into one image; ``width``/``height`` are a cell's."""
+
+    kind = "contact-sheet"
+    __slots__ = ("frames", "columns", "rows")
+
+    def __init__(self, name, content_type, extension, width, height, fit, background,
+                 frames, columns, rows):
+        # type: (str, str, str, int, int, str, str, List[int], int, int) -> None
+        Output.__init__(self, name, content_type, extension, width, height, fit, background)
+        self.frames = frames  # frame numbers, ascending
+        self.columns = columns
+        self.rows = rows
+
+    def size(self):
+        # type: () -> Tuple[int, int]
+        return self.width * self.columns, self.height * self.rows
+
+    def to_json(self):
+        # type: () -> Dict[str, Any]
+        data = self._common_json()
+        data.update({"frames": self.frames, "columns": self.columns, "rows": self.rows})
+        return data
+
+    @classmethod
+    def from_json(cls, data):
+        # type: (Dict[str, Any]) -> ContactSheetOutput
+        return cls(frames=data["frames"], columns=data["columns"], rows=data["rows"],
+                   **cls._common_args(data))
+
+
+class GifOutput(Output):
+    kind = "gif"
+    __slots__ = ("loop", "frame_rate", "step")
+
+    def __init__(self, name, content_type, extension, width, height, fit, background,
+                 loop, frame_rate, step):
+        # type: (str, str, str, int, int, str, str, int, str, int) -> None
+        Output.__init__(self, name, content_type, extension, width, height, fit, background)
+        self.loop = loop  # GIF loop count: 0 for ever, -1 once
+        self.frame_rate = frame_rate  # as Spec.frame_rate
+        self.step = step
+
+    def to_json(self):
+        # type: () -> Dict[str, Any]
+        data = self._common_json()
+        data.update({"loop": self.loop, "frame_rate": self.frame_rate, "step": self.step})
+        return data
+
+    @classmethod
+    def from_json(cls, data):
+        # type: (Dict[str, Any]) -> GifOutput
+        return cls(loop=data["loop"], frame_rate=data["frame_rate"], step=data["step"],
+                   **cls._common_args(data))
+
+
+OUTPUT_KINDS = {kind.kind: kind for kind in (VideoOutput, PosterOutput, ContactSheetOutput,
+                                             GifOutput)}
+
+
+class BurnIn(Record):
+    """Text drawn on every frame: the frame number and/or the image's file name."""
+
+    __slots__ = ("frame_number", "filename", "position", "size")
+
+    def __init__(self, frame_number, filename, position, size):
+        # type: (bool, bool, str, Optional[int]) -> None
+        self.frame_number = frame_number
+        self.filename = filename
+        self.position = position  # top-left, top-right, bottom-left or bottom-right
+        self.size = size  # font size in pixels; None for the default
+
+    def to_json(self):
+        # type: () -> Dict[str, Any]
+        return {"frame-number": self.frame_number, "filename": self.filename,
+                "position": self.position, "size": self.size}
+
+    @classmethod
+    def from_json(cls, data):
+        # type: (Dict[str, Any]) -> BurnIn
+        return cls(data["frame-number"], data["filename"], data["position"], data["size"])
+
+
+class Spec(Record):
+    """Everything the runner needs to make one job's outputs.
+
+    ``job``, ``ffmpeg``, ``ffmpeg_fps_mode`` and ``nice`` are set by the job
+    store when the job is created; the rest comes from the request.
+    """
+
+    __slots__ = ("frame_rate", "frames_total", "canvas", "sources", "outputs", "burn_in",
+                 "notes", "job", "ffmpeg", "ffmpeg_fps_mode", "nice")
+
+    def __init__(self, frame_rate, frames_total, canvas, sources, outputs, burn_in=None,
+                 notes=None, job="", ffmpeg="", ffmpeg_fps_mode=False, nice=0):
+        # type: (str, int, Canvas, List[Source], List[Output], Optional[BurnIn], Optional[List[str]], str, str, bool, int) -> None  # noqa: E501
+        self.frame_rate = frame_rate  # exact: "25", "30000/1001", "1/5"
+        self.frames_total = frames_total
+        self.canvas = canvas
+        self.sources = sources
+        self.outputs = outputs  # in output order; never empty
+        self.burn_in = burn_in
+        self.notes = notes if notes is not None else []  # sizes changed rather than refused
+        self.job = job
+        self.ffmpeg = ffmpeg  # the path of the ffmpeg to run
+        self.ffmpeg_fps_mode = ffmpeg_fps_mode  # whether it has -fps_mode (5.1 and later)
+        self.nice = nice  # the CPU priority the runner sets for itself, and so for ffmpeg
+
+    def composed(self):
+        # type: () -> bool
+        """Whether the sources are laid out on the canvas (a layout) or one fills it."""
+        return len(self.sources) > 1 or self.sources[0].region is not None
+
+    def to_json(self):
+        # type: () -> Dict[str, Any]
+        return {
+            "frame_rate": self.frame_rate,
+            "frames_total": self.frames_total,
+            "canvas": self.canvas.to_json(),
+            "sources": [source.to_json() for source in self.sources],
+            "outputs": [output.to_json() for output in self.outputs],
+            "burn_in": self.burn_in.to_json() if self.burn_in is not None else None,
+            "notes": list(self.notes),
+            "job": self.job,
+            "ffmpeg": self.ffmpeg,
+            "ffmpeg_fps_mode": self.ffmpeg_fps_mode,
+            "nice": self.nice,
+        }
+
+    @classmethod
+    def from_json(cls, data):
+        # type: (Dict[str, Any]) -> Spec
+        burn_in = data["burn_in"]
+        return cls(data["frame_rate"], data["frames_total"], Canvas.from_json(data["canvas"]),
+                   [Source.from_json(source) for source in data["sources"]],
+                   [Output.from_json(output) for output in data["outputs"]],
+                   BurnIn.from_json(burn_in) if burn_in is not None else None,
+                   list(data["notes"]), data["job"], data["ffmpeg"], data["ffmpeg_fps_mode"],
+                   data["nice"])
