@@ -36,7 +36,7 @@ from harness import (  # noqa: E402
     BenchError, ServerProcess, authorize, expect, median, open_session, start_sshd, stream_to,
     unauthorize)
 
-from agent.ffmpeg import describe, job_argv  # noqa: E402
+from agent.ffmpeg import Segment, describe, job_argv  # noqa: E402
 from agent.options import build_spec  # noqa: E402
 from tests import fixtures  # noqa: E402
 
@@ -115,9 +115,9 @@ def raw_command(frame_dir: Path, width: int, height: int, out: Path,
     images = sorted(str(path) for path in frame_dir.glob("*.png"))
     spec = build_spec({"content-type": CONTENT_TYPE, "images": images,
                        "frame-rate": FRAME_RATE}, describe(ffmpeg))
-    if (spec["canvas"]["width"], spec["canvas"]["height"]) != (width, height):
+    if (spec.canvas.width, spec.canvas.height) != (width, height):
         raise BenchError(f"frames are not {width}x{height}")
-    segment = {"pattern": str(frame_dir / frames.PATTERN)}
+    segment = Segment(0, str(frame_dir / frames.PATTERN))
     argv = job_argv(ffmpeg, spec, [segment], [str(out)])
     return ["runuser", "-u", as_user, "--", *argv] if as_user else argv
 

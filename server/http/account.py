@@ -194,8 +194,7 @@ class LogoutHandler(ApiHandler):
     async def post(self) -> None:
         self.clear_cookie(COOKIE)
         audit("logout", user=self.user, ip=self.request.remote_ip)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class MeHandler(ApiHandler):
@@ -250,8 +249,7 @@ class TokenHandler(TokenAccess):
             raise errors.NotFound("Unknown token.", code="unknown-token",
                                   hint="GET /tokens lists yours.")
         audit("token-revoke", user=self.user, token=token_id)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class AdminSessionsHandler(ApiHandler):

@@ -287,6 +287,11 @@ class ApiHandler(tornado.web.RequestHandler):
             raise errors.BadRequest("The request body must be a JSON object.")
         return data
 
+    def no_content(self) -> None:
+        """204: done, nothing to say (with a Content-Type, as Slycat's server sends)."""
+        self.set_status(204)
+        self.finish()
+
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")

@@ -116,8 +116,7 @@ class RemoteHandler(ApiHandler):
     async def delete(self, sid: str) -> None:
         await self.services.sessions.delete(self.user, sid)
         audit("session-delete", user=self.user, sid=short(sid))
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 SID = r"([^/]+)"

@@ -198,8 +198,7 @@ class VideoHandler(ApiHandler):
         session = self.services.sessions.get(self.user, sid)
         await self.services.jobs.delete(session, vsid)
         audit("job-delete", user=self.user, video=short(vsid))
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 VSID = r"([^/]+)"
