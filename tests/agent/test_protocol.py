@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from server import bundle
+from server.remote import bundle
 from tests.fixtures import probe, solid_frames
 
 JOB_A = "a" * 32

@@ -10,7 +10,7 @@ from typing import Callable
 
 import pytest
 
-from server import bundle
+from server.remote import bundle
 from server.remote.local import LocalTransport
 from tests.fixtures import SSHD, LiveServer, probe, solid_frames
 
