@@ -2,7 +2,7 @@
 
 import os
 import sys
-from typing import List, Optional  # noqa: F401 (type comments)
+from typing import Any, Dict, List, Optional  # noqa: F401 (type comments)
 
 from . import protocol
 
@@ -25,6 +25,23 @@ def self_argv():
     return [sys.executable, "-c",
             "import sys; sys.path.insert(0, %r); from agent.__main__ import main; "
             "sys.exit(main(sys.argv[1:]))" % package_parent]
+
+
+def setup_commands(text):
+    # type: (str) -> List[List[str]]
+    """``--setup``: the host's set-up commands, each an argv list of strings."""
+    import json
+
+    try:
+        commands = json.loads(text)
+    except ValueError:
+        commands = None
+    if not isinstance(commands, list) or not all(
+            isinstance(step, list) and all(isinstance(word, str) for word in step)
+            for step in commands):
+        sys.stderr.write("framewire-agent: --setup is not a list of argv lists; ignored\n")
+        return []
+    return commands
 
 
 def stream_main(args):
@@ -53,6 +70,9 @@ def main(argv=None):
     serve.add_argument("--work-dir", default=None)
     serve.add_argument("--nice", type=int, default=0,
                        help="the CPU priority of encodes (0-19), below the agent's")
+    serve.add_argument("--setup", default="[]",
+                       help="the host's set-up commands (a JSON list of argv lists), for "
+                            "batch jobs to run before the runner")
     stream_parser = commands.add_parser("stream", help="copy a byte range of a file to stdout")
     stream_parser.add_argument("--nonce", default="")
     run_job = commands.add_parser("run-job", help="run one job (started by serve)")
@@ -76,15 +96,32 @@ def main(argv=None):
         parser.print_help(sys.stderr)
         return 2
 
-    from . import executors, service
+    import threading
+
+    from . import executors, service, slurm
     # stdout carries the protocol only: anything else printed goes to stderr.
     out = sys.stdout.buffer
     sys.stdout = sys.stderr
     writer = protocol.LineWriter(out)
     work_dir = args.work_dir or default_work_dir()
     os.makedirs(work_dir, mode=0o700, exist_ok=True)
-    executor = executors.LocalExecutor(self_argv() + ["run-job"])
-    agent = service.Agent(work_dir, executor, writer, max(0, min(19, args.nice)))
+    runner_argv = self_argv() + ["run-job"]
+    placements = {"local": executors.LocalExecutor(runner_argv)}  # type: Dict[str, Any]
+    # Slurm is asked while the agent probes ffmpeg (after the host's set-up, so
+    # `module load slurm` counts).
+    discovery = []  # type: List[Optional[Dict[str, Any]]]
+    finder = threading.Thread(target=lambda: discovery.append(slurm.discover()),
+                              name="slurm-discovery", daemon=True)
+    finder.start()
+    agent = service.Agent(work_dir, placements, writer, max(0, min(19, args.nice)))
+    finder.join()
+    found = discovery[0] if discovery else None
+    if found is not None:
+        # Its commands are here: jobs submitted earlier are followed even when the
+        # controller does not answer now (new ones need a partition it listed).
+        placements["slurm"] = slurm.SlurmExecutor(runner_argv, setup_commands(args.setup),
+                                                  found.get("user"), bool(found["sacct"]))
+    agent.slurm = found
     out.write(("%s %s\n" % (protocol.MARKER, args.nonce)).encode("ascii"))
     writer.send({"hello": agent.hello()})
     agent.serve(sys.stdin.buffer)

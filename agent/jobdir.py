@@ -23,6 +23,7 @@ from .spec import Spec  # noqa: F401 (type comments)
 SPEC = "spec.json"
 STATUS = "status.json"
 RUNNER_LOG = "runner.log"
+SCHEDULER = "scheduler.json"  # what a batch scheduler last said of the job
 CANCEL_MARK = "cancel-requested"  # a cancel is in progress: a job dying now was canceled
 
 Status = Dict[str, Any]
@@ -81,6 +82,7 @@ def queued_status(spec):
         "height": spec.canvas.height,
         "frame_rate": spec.frame_rate,
         "notes": spec.notes,
+        "executor": spec.placement.kind,
         "output": None,
         "outputs": [],
         "pid": None,

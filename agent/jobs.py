@@ -21,19 +21,44 @@ from .executors import Executor  # noqa: F401 (type comments)
 from .jobdir import Status  # noqa: F401 (type comments)
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-Stamp = Tuple[int, int, int]  # a status file's mtime (ns), size and inode
+# Directories on a node's own disk (the agent's fallback work directory is one).
+NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm", "/run")
+# A status file's mtime (ns), size and inode, and the scheduler file's mtime (ns).
+Stamp = Tuple[int, int, int, int]
 
 
 class JobStore(object):
     """Creates, inspects, cancels and deletes the job directories under a work dir."""
 
-    def __init__(self, work_dir, executor, ffmpeg_info, nice=0):
-        # type: (str, Executor, Dict[str, Any], int) -> None
+    def __init__(self, work_dir, executors, ffmpeg_info, nice=0):
+        # type: (str, Dict[str, Executor], Dict[str, Any], int) -> None
         self.root = os.path.join(work_dir, "jobs")
-        self.executor = executor
+        self.executors = executors  # by placement kind: "local", and "slurm" where it is
         self.ffmpeg = ffmpeg_info
         self.nice = nice
+        self._kinds = {}  # type: Dict[str, str]  # job directory -> its placement's kind
         os.makedirs(self.root, mode=0o700, exist_ok=True)
+
+    def executor_of(self, job_dir):
+        # type: (str) -> Executor
+        """The executor of a job (its spec says which; a later agent reads it too)."""
+        kind = self._kinds.get(job_dir)
+        if kind is None:
+            try:
+                data = jobdir.read_json(os.path.join(job_dir, jobdir.SPEC))
+            except (OSError, ValueError):
+                raise protocol.AgentError(protocol.UNKNOWN_JOB, "Unknown video job.",
+                                          {"job": os.path.basename(job_dir)}) from None
+            kind = (data.get("placement") or {}).get("kind", "local")
+            self._kinds[job_dir] = kind
+        executor = self.executors.get(kind)
+        if executor is None:  # a Slurm job, and this agent found no Slurm
+            raise protocol.AgentError(
+                protocol.NO_SLURM, "Job %s runs under Slurm, and this agent finds no Slurm "
+                "commands." % os.path.basename(job_dir),
+                {"hint": "Give the host's profile the set-up that makes sbatch and squeue "
+                         "available (such as [\"module\", \"load\", \"slurm\"])."})
+        return executor
 
     def directory(self, job_id):
         # type: (Any) -> str
@@ -53,7 +78,17 @@ class JobStore(object):
         spec.job = os.path.basename(job_dir)
         spec.ffmpeg = self.ffmpeg["path"]
         spec.ffmpeg_fps_mode = bool(self.ffmpeg.get("fps_mode"))
-        spec.nice = self.nice
+        executor = self.executors.get(spec.placement.kind)
+        if executor is None:
+            raise protocol.AgentError(
+                protocol.NO_SLURM, "This host has no Slurm: sbatch, squeue, scontrol, "
+                "scancel and sinfo were not all found.", {"field": "executor", "hint":
+                "Use the local executor, or give the host's profile the set-up that makes "
+                "Slurm's commands available (such as [\"module\", \"load\", \"slurm\"])."})
+        if spec.placement.kind == "slurm":
+            self._shared_or_refuse()
+        # A batch job's priority is Slurm's business; a local one yields to the agent.
+        spec.nice = self.nice if spec.placement.kind == "local" else 0
         try:
             os.mkdir(job_dir, 0o700)
         except FileExistsError:
@@ -62,7 +97,11 @@ class JobStore(object):
         try:
             jobdir.write_json(os.path.join(job_dir, jobdir.SPEC), spec.to_json())
             jobdir.write_status(job_dir, jobdir.queued_status(spec))
-            self.executor.submit(job_dir)
+            self._kinds[job_dir] = spec.placement.kind
+            executor.submit(job_dir)
+        except protocol.AgentError:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise
         except OSError as error:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise protocol.AgentError(
@@ -75,25 +114,42 @@ class JobStore(object):
 
     # -- inspect and control ---------------------------------------------
 
+    def _shared_or_refuse(self):
+        # type: () -> None
+        """Compute nodes must see the job directory: refuse a node-local one."""
+        where = os.path.realpath(self.root)
+        if any(where == place or where.startswith(place + "/") for place in NODE_LOCAL):
+            raise protocol.AgentError(
+                protocol.NODE_LOCAL_WORK_DIR, "The agent's work directory %s is on this "
+                "node's own disk: Slurm's compute nodes cannot see the job's files."
+                % os.path.dirname(where), {"field": "executor", "hint": "Set work_dir in "
+                "this host's profile to a filesystem the nodes share (your home, or a "
+                "scratch directory), or use the local executor."})
+
     def status(self, args):
         # type: (Dict[str, Any]) -> Status
         """The job's status, after the executor says whether its work is alive."""
         job_dir = self.directory(args.get("job"))
-        return self.executor.poll(job_dir, jobdir.read_status(job_dir))
+        return self.executor_of(job_dir).poll(job_dir, jobdir.read_status(job_dir))
 
     def statuses(self, job_ids):
         # type: (Sequence[str]) -> Dict[str, Status]
-        """:meth:`status` of many jobs, the executor asked once for all; jobs without a
-        readable status are left out."""
-        found = []  # type: List[Tuple[str, Status]]
+        """:meth:`status` of many jobs, each executor asked once for all of its jobs;
+        jobs without a readable status are left out."""
+        by_executor = {}  # type: Dict[int, Tuple[Executor, List[Tuple[str, Status]]]]
         for job_id in job_ids:
             job_dir = os.path.join(self.root, job_id)
             try:
-                found.append((job_dir, jobdir.read_status(job_dir)))
+                executor = self.executor_of(job_dir)
+                found = (job_dir, jobdir.read_status(job_dir))
             except protocol.AgentError:
                 continue
-        return {os.path.basename(job_dir): status
-                for job_dir, status in self.executor.poll_all(found).items()}
+            by_executor.setdefault(id(executor), (executor, []))[1].append(found)
+        current = {}  # type: Dict[str, Status]
+        for executor, jobs in by_executor.values():
+            for job_dir, status in executor.poll_all(jobs).items():
+                current[os.path.basename(job_dir)] = status
+        return current
 
     def cancel(self, args):
         # type: (Dict[str, Any]) -> Status
@@ -102,7 +158,7 @@ class JobStore(object):
             return status
         job_dir = self.directory(args.get("job"))
         jobdir.mark_cancel(job_dir)
-        return self.executor.cancel(job_dir, status)
+        return self.executor_of(job_dir).cancel(job_dir, status)
 
     def delete(self, args):
         # type: (Dict[str, Any]) -> Dict[str, Any]
@@ -149,11 +205,16 @@ class JobWatcher(object):
                 path = os.path.join(self.store.root, job_id, jobdir.STATUS)
                 try:
                     info = os.stat(path)
-                    stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
                 except OSError:
                     with self._lock:
                         self._seen.pop(job_id, None)
                     continue
+                try:  # what a scheduler said of it (the pending reason) is news too
+                    told = os.stat(os.path.join(self.store.root, job_id,
+                                                jobdir.SCHEDULER)).st_mtime_ns
+                except OSError:
+                    told = 0
+                stamp = (info.st_mtime_ns, info.st_size, info.st_ino, told)
                 moment = time.time()
                 if stamp == last and moment - self._checked.get(job_id, 0.0) < self.liveness:
                     continue

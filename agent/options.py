@@ -22,6 +22,7 @@ from .spec import (  # noqa: F401 (Output in type comments)
     Frame,
     GifOutput,
     Output,
+    Placement,
     PosterOutput,
     Region,
     Source,
@@ -60,7 +61,7 @@ _BITRATE = re.compile(r"^([0-9]{1,11}(\.[0-9]{1,6})?)([kKmM]?)$")
 _PERCENT = re.compile(r"^([0-9]{1,3}(\.[0-9]+)?)%$")
 IMAGE_NAME = re.compile(r"(?is).*\.(png|jpe?g)\Z")
 
-SERVER_FIELDS = ("job", "max-images")
+SERVER_FIELDS = ("job", "max-images", "executor")
 JOB_FIELDS = ("content-type", "images", "frame-rate", "durations", "width", "height",
               "fit", "background", "codec", "crf", "bitrate", "preset", "speed",
               "pixel-format", "gop", "outputs", "poster", "contact-sheet", "gif", "layout",
@@ -786,4 +787,49 @@ def build_spec(args, ffmpeg_info):
                 break
         for output in canvas_sized:
             output.width, output.height = canvas.width, canvas.height
-    return Spec(rate_text(rate), frame_count, canvas, sources, outputs, burn_in, notes)
+    return Spec(rate_text(rate), frame_count, canvas, sources, outputs, burn_in, notes,
+                placement=placement(args.get("executor")))
+
+
+# -- where the work runs ---------------------------------------------------------
+
+_SLURM_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+_SLURM_TIME = re.compile(r"^(?:\d{1,4}-)?\d{1,5}(?::\d{1,2}){0,2}$")
+_SLURM_MEM = re.compile(r"^[1-9][0-9]{0,8}[KMGT]?$")
+_SLURM_OPTION = re.compile(r"^--[a-z][a-z0-9-]*(=[^\x00-\x1f]*)?$")
+
+
+def placement(value):
+    # type: (Any) -> Placement
+    """The ``executor`` the server chose for the job (its own field, checked again
+    here: each value becomes one sbatch argv word, never a shell's)."""
+    if value is None:
+        return Placement()
+    if not isinstance(value, dict):
+        raise bad("executor", "executor must be an object {\"kind\": \"local\" or "
+                  "\"slurm\", ...}.")
+    _check_fields(value, ("kind", "partition", "time", "cpus", "mem", "account", "qos",
+                          "options"), "executor")
+    kind = _choice(value, "kind", "executor", ("local", "slurm"), "local")
+    assert kind is not None
+    if kind == "local":
+        return Placement()
+    found = {}  # type: Dict[str, Any]
+    for key, pattern, example in (("partition", _SLURM_NAME, "debug"),
+                                  ("account", _SLURM_NAME, "proj42"),
+                                  ("qos", _SLURM_NAME, "normal"),
+                                  ("time", _SLURM_TIME, "00:30:00"),
+                                  ("mem", _SLURM_MEM, "4G")):
+        item = value.get(key)
+        if item is not None and (not isinstance(item, str) or not pattern.match(item)):
+            raise bad("slurm." + key, "slurm.%s must look like %r, got %r."
+                      % (key, example, item))
+        found[key] = item
+    cpus = _integer(value, "cpus", "slurm", 1, 4096)
+    options = value.get("options") or []
+    if not isinstance(options, list) or not all(
+            isinstance(item, str) and _SLURM_OPTION.match(item) for item in options):
+        raise bad("executor.options", "executor.options must list sbatch options such as "
+                  "\"--constraint=avx2\".")
+    return Placement("slurm", found["partition"], found["time"], cpus, found["mem"],
+                     found["account"], found["qos"], options)

@@ -34,6 +34,8 @@ class Runner(object):
         self.status = jobdir.read_json(self._path(jobdir.STATUS))  # type: jobdir.Status
         self.process = None  # type: Optional[subprocess.Popen]
         self.canceled = False
+        self.signal = None  # type: Optional[int]
+        self.asked = False  # the signal came from a cancel framewire asked for
         self._last_write = 0.0
         self._started = time.time()
 
@@ -56,6 +58,10 @@ class Runner(object):
     def _on_signal(self, signum, frame):
         # type: (int, Any) -> None
         self.canceled = True
+        self.signal = signum
+        # Asked by framewire? The mark is there before the signal is sent (and gone
+        # once the temporaries are cleared, which comes before the final word).
+        self.asked = self.asked or os.path.exists(self._path(jobdir.CANCEL_MARK))
         self._stop_encoder()
 
     def _stop_encoder(self):
@@ -87,7 +93,7 @@ class Runner(object):
         try:
             segments = self._link_frames()
             if self.canceled:
-                self._finish(protocol.CANCELED, "Canceled.")
+                self._stopped()
             else:
                 self._encode(segments)
         except Exception as error:  # the job must end with a status, whatever happened
@@ -170,7 +176,7 @@ class Runner(object):
             # Free the space first: on a full disk the status must still be written.
             jobdir.remove_temporaries(self.job_dir)
         if self.canceled:
-            self._finish(protocol.CANCELED, "Canceled.")
+            self._stopped()
         elif returncode != 0:
             self.status["stderr"] = self._stderr_tail()
             if full or "No space left on device" in self.status["stderr"]:
@@ -254,6 +260,21 @@ class Runner(object):
                 return handle.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+    def _stopped(self):
+        # type: () -> None
+        """The runner was signalled: a cancel framewire asked for ends the job
+        canceled.  A batch job signalled without one was stopped by its scheduler
+        (its time limit, preemption, someone's scancel): the runner cannot know
+        which, so it leaves the status unfinished and the executor ends the job
+        with the scheduler's word for it (or queues it again, when requeued)."""
+        if self.asked or self.spec.placement.kind == "local":
+            self._finish(protocol.CANCELED, "Canceled.")
+            return
+        self.status.update({"phase": "stopped", "eta_seconds": None, "pid": None,
+                            "message": "Stopped by the scheduler (signal %s); waiting for "
+                                       "it to say why." % self.signal})
+        self._write()
 
     def _finish(self, state, message):
         # type: (str, str) -> None

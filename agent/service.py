@@ -48,9 +48,11 @@ def free_space(path):
 
 
 class Agent(object):
-    def __init__(self, work_dir, executor, writer, nice=0):
-        # type: (str, Executor, protocol.LineWriter, int) -> None
-        """Serve the protocol over ``writer``, with jobs run by ``executor``."""
+    def __init__(self, work_dir, placements, writer, nice=0, slurm=None):
+        # type: (str, Dict[str, Executor], protocol.LineWriter, int, Optional[Dict[str, Any]]) -> None  # noqa: E501
+        """Serve the protocol over ``writer``, with jobs run by the executors of
+        ``placements`` (``local``, and ``slurm`` where the host has it: ``slurm``
+        is what its discovery found, for the hello)."""
         self.work_dir = work_dir
         self.temp_dir = os.path.join(work_dir, "tmp")
         os.makedirs(self.temp_dir, mode=0o700, exist_ok=True)
@@ -61,7 +63,8 @@ class Agent(object):
         self.writer = writer
         self.ffmpeg = ffmpeg.describe(ffmpeg.find_ffmpeg(work_dir))
         self.nice = nice
-        self.jobs = jobs.JobStore(work_dir, executor, self.ffmpeg, nice)
+        self.slurm = slurm
+        self.jobs = jobs.JobStore(work_dir, placements, self.ffmpeg, nice)
         self.watcher = jobs.JobWatcher(self.jobs, writer.send)
         self.commands = {
             "ping": lambda args: {"pong": True},
@@ -87,6 +90,7 @@ class Agent(object):
             "work_dir_free": free_space(self.work_dir),
             "ffmpeg": self.ffmpeg,
             "encode_nice": self.nice,
+            "slurm": self.slurm,
             "capabilities": {
                 "commands": sorted(self.commands),
                 "encoders": sorted(self.ffmpeg["encoders"]),

@@ -326,6 +326,42 @@ class BurnIn(Record):
         return cls(data["frame-number"], data["filename"], data["position"], data["size"])
 
 
+class Placement(Record):
+    """Where the job's work runs: ``local`` (a detached process on the agent's host)
+    or ``slurm`` (a batch job), with the batch job's resources (Slurm's own words:
+    ``time`` such as ``"00:30:00"``, ``mem`` such as ``"4G"``) and the extra
+    ``sbatch`` options the server's administrator set for the host."""
+
+    __slots__ = ("kind", "partition", "time", "cpus", "mem", "account", "qos", "options")
+
+    def __init__(self, kind="local", partition=None, time=None, cpus=None, mem=None,
+                 account=None, qos=None, options=None):
+        # type: (str, Optional[str], Optional[str], Optional[int], Optional[str], Optional[str], Optional[str], Optional[List[str]]) -> None  # noqa: E501
+        self.kind = kind
+        self.partition = partition
+        self.time = time
+        self.cpus = cpus
+        self.mem = mem
+        self.account = account
+        self.qos = qos
+        self.options = list(options or [])
+
+    def to_json(self):
+        # type: () -> Dict[str, Any]
+        return {"kind": self.kind, "partition": self.partition, "time": self.time,
+                "cpus": self.cpus, "mem": self.mem, "account": self.account,
+                "qos": self.qos, "options": list(self.options)}
+
+    @classmethod
+    def from_json(cls, data):
+        # type: (Optional[Dict[str, Any]]) -> Placement
+        if not data:
+            return cls()  # a spec written before placements: the local executor
+        return cls(data.get("kind", "local"), data.get("partition"), data.get("time"),
+                   data.get("cpus"), data.get("mem"), data.get("account"), data.get("qos"),
+                   data.get("options"))
+
+
 class Spec(Record):
     """Everything the runner needs to make one job's outputs.
 
@@ -334,11 +370,12 @@ class Spec(Record):
     """
 
     __slots__ = ("frame_rate", "frames_total", "canvas", "sources", "outputs", "burn_in",
-                 "notes", "job", "ffmpeg", "ffmpeg_fps_mode", "nice")
+                 "notes", "job", "ffmpeg", "ffmpeg_fps_mode", "nice", "placement")
 
     def __init__(self, frame_rate, frames_total, canvas, sources, outputs, burn_in=None,
-                 notes=None, job="", ffmpeg="", ffmpeg_fps_mode=False, nice=0):
-        # type: (str, int, Canvas, List[Source], List[Output], Optional[BurnIn], Optional[List[str]], str, str, bool, int) -> None  # noqa: E501
+                 notes=None, job="", ffmpeg="", ffmpeg_fps_mode=False, nice=0,
+                 placement=None):
+        # type: (str, int, Canvas, List[Source], List[Output], Optional[BurnIn], Optional[List[str]], str, str, bool, int, Optional[Placement]) -> None  # noqa: E501
         self.frame_rate = frame_rate  # exact: "25", "30000/1001", "1/5"
         self.frames_total = frames_total
         self.canvas = canvas
@@ -350,6 +387,7 @@ class Spec(Record):
         self.ffmpeg = ffmpeg  # the path of the ffmpeg to run
         self.ffmpeg_fps_mode = ffmpeg_fps_mode  # whether it has -fps_mode (5.1 and later)
         self.nice = nice  # the CPU priority the runner sets for itself, and so for ffmpeg
+        self.placement = placement or Placement()  # where the work runs
 
     def composed(self):
         # type: () -> bool
@@ -370,6 +408,7 @@ class Spec(Record):
             "ffmpeg": self.ffmpeg,
             "ffmpeg_fps_mode": self.ffmpeg_fps_mode,
             "nice": self.nice,
+            "placement": self.placement.to_json(),
         }
 
     @classmethod
@@ -381,4 +420,4 @@ class Spec(Record):
                    [Output.from_json(output) for output in data["outputs"]],
                    BurnIn.from_json(burn_in) if burn_in is not None else None,
                    list(data["notes"]), data["job"], data["ffmpeg"], data["ffmpeg_fps_mode"],
-                   data["nice"])
+                   data["nice"], Placement.from_json(data.get("placement")))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import secrets
 import sys
 import types
@@ -110,6 +111,22 @@ class HostConfig:
     provision_ffmpeg: bool | None = None
     # The CPU priority (nice, 0-19) of this host's encodes; default [ssh] nice.
     nice: int | None = None
+    # Where jobs run unless a request says: "local" (default) or "slurm" (batch jobs on
+    # the cluster's compute nodes), and the Slurm defaults: partition, account, qos,
+    # time ("00:30:00"), cpus_per_task, mem ("4G"), and extra sbatch options the
+    # administrator allows ("--constraint=avx2"); requests may change only partition,
+    # time, cpus and mem.
+    executor: str = ""
+    # Set-up commands a Slurm batch script runs after `setup`, on the compute node only
+    # (modules the nodes need, such as [["module", "load", "ffmpeg"]]).
+    batch_setup: list[list[str]] = field(default_factory=list)
+    partition: str = ""
+    account: str = ""
+    qos: str = ""
+    time: str = ""
+    cpus_per_task: int = 0
+    mem: str = ""
+    sbatch_options: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -218,6 +235,11 @@ class Config:
 
     def host_key_policy(self, hostname: str) -> str:
         return self.host(hostname).host_key_policy or self.ssh.host_key_policy
+
+
+# Slurm's time (minutes, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]) and memory ("4G") forms.
+SLURM_TIME = re.compile(r"^(?:(\d{1,4})-)?(\d{1,5}(?::\d{1,2}){0,2})$")
+SLURM_MEM = re.compile(r"^([1-9][0-9]{0,8})([KMGT]?)$")
 
 
 class ConfigError(Exception):
@@ -343,13 +365,31 @@ def check(config: Config) -> None:
         if host.host_key_policy and host.host_key_policy not in policies:
             raise ConfigError(f"hosts.{name}.host_key_policy must be \"strict\" or "
                               "\"accept-new\"")
-        if not isinstance(host.setup, list) or not all(
-                isinstance(step, list) and step and all(isinstance(a, str) for a in step)
-                for step in host.setup):
-            raise ConfigError(f"hosts.{name}.setup must list commands as argv lists, e.g. "
-                              "[[\"module\", \"load\", \"ffmpeg\"]]")
+        for key in ("setup", "batch_setup"):
+            steps = getattr(host, key)
+            if not isinstance(steps, list) or not all(
+                    isinstance(step, list) and step and all(isinstance(a, str) for a in step)
+                    for step in steps):
+                raise ConfigError(f"hosts.{name}.{key} must list commands as argv lists, "
+                                  "e.g. [[\"module\", \"load\", \"ffmpeg\"]]")
         if not isinstance(host.port, int) or not 0 <= host.port <= 65535:
             raise ConfigError(f"hosts.{name}.port must be a port number")
+        if host.executor not in ("", "local", "slurm"):
+            raise ConfigError(f"hosts.{name}.executor must be \"local\" or \"slurm\", found "
+                              f"{host.executor!r}")
+        for option in host.sbatch_options:
+            if not option.startswith("--") or any(char in option for char in "\n\r\0"):
+                raise ConfigError(f"hosts.{name}.sbatch_options: {option!r} is not an sbatch "
+                                  "option such as \"--constraint=avx2\"")
+        if host.time and not SLURM_TIME.match(host.time):
+            raise ConfigError(f"hosts.{name}.time must be a Slurm time such as \"30\" "
+                              f"(minutes), \"02:00:00\" or \"1-00:00\", found {host.time!r}")
+        if host.mem and not SLURM_MEM.match(host.mem):
+            raise ConfigError(f"hosts.{name}.mem must be memory as Slurm writes it, such as "
+                              f"\"4G\", found {host.mem!r}")
+        if host.cpus_per_task < 0:
+            raise ConfigError(f"hosts.{name}.cpus_per_task must be 1 or more (0: Slurm's "
+                              "default)")
         if host.nice is not None and not 0 <= host.nice <= 19:
             raise ConfigError(f"hosts.{name}.nice must be a priority from 0 to 19, found "
                               f"{host.nice}")

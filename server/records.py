@@ -67,6 +67,29 @@ class FfmpegInfo(TypedDict, total=False):
     fps_mode: bool
 
 
+class Partition(TypedDict, total=False):
+    name: str
+    default: bool
+    state: str
+    max_time: int | None  # seconds; None: unlimited
+    max_time_text: str
+    max_nodes: int | None
+    max_cpus_per_node: int | None
+    cpus: int | None
+    nodes: int | None
+
+
+class SlurmInfo(TypedDict, total=False):
+    """What a host's Slurm offers its user (the hello's ``slurm``)."""
+
+    version: str | None
+    partitions: list[Partition]
+    default_partition: str | None
+    sacct: bool
+    user: str
+    error: str
+
+
 class Hello(TypedDict, total=False):
     """The agent's first message (docs/protocol.md, section 2)."""
 
@@ -78,6 +101,7 @@ class Hello(TypedDict, total=False):
     work_dir: str
     work_dir_free: int | None
     encode_nice: int
+    slurm: SlurmInfo | None
     ffmpeg: FfmpegInfo
     capabilities: dict[str, list[str]]
 
@@ -122,6 +146,8 @@ class JobStatus(TypedDict, total=False):
     returncode: int | None
     stderr: str
     runner_max_rss_kb: int
+    scheduler: dict[str, Any]  # a batch job's: Slurm's ids, state, reason, nodes
+    executor: str  # where its work runs: local, or slurm
 
 
 def with_changes(base: JobStatus, **changes: Any) -> JobStatus:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -8,6 +9,7 @@ import pytest
 
 from tests import leaks
 from tests.fixtures import SSHD, LiveServer, make_config, shared_dir, start_sshd
+from tests.hosts import HostileSSHD, make_account, start_hostile_sshd
 from tests.webhook_receiver import Receiver
 
 
@@ -18,6 +20,44 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHD]:
     yield daemon
     daemon.process.terminate()
     daemon.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def slurm() -> str:
+    """A real Slurm on this host, two slurmd "nodes" (.ci/slurm-up.sh; CI starts it
+    first, a developer's run starts it here).  Its version."""
+    script = Path(__file__).resolve().parent.parent / ".ci" / "slurm-up.sh"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=300,
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError("Slurm did not start (.ci/slurm-up.sh): " + done.stderr[-2000:])
+    return subprocess.run(["sinfo", "--version"], capture_output=True, text=True,
+                          check=True).stdout.split()[-1]
+
+
+@pytest.fixture
+def drained(slurm: str) -> Iterator[Callable[[], None]]:
+    """Both Slurm nodes drained (nothing starts); the callable resumes them; resumed
+    after the test whatever happened."""
+    def resume() -> None:
+        subprocess.run(["scontrol", "update", "nodename=n1,n2", "state=resume"],
+                       capture_output=True, check=False)
+
+    subprocess.run(["scontrol", "update", "nodename=n1,n2", "state=drain",
+                    "reason=framewire test"], check=True, capture_output=True)
+    yield resume
+    resume()
+
+
+@pytest.fixture
+def no_slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileSSHD]:
+    """An sshd whose users see no Slurm: sbatch is hidden from them (a mount
+    namespace), as on a host where Slurm was never installed."""
+    account = make_account("fwnoslurm", "plain")
+    hidden = [path for path in (shutil.which("sbatch"),) if path]
+    daemon = start_hostile_sshd(tmp_path_factory.mktemp("noslurm"), [account], hide=hidden)
+    yield daemon
+    daemon.stop()
 
 
 @pytest.fixture

@@ -106,6 +106,7 @@ async function connected(sid, target) {
   $("connected").hidden = false;
   $("browse").hidden = false;
   const info = await call("GET", `/remotes/${sid}`);
+  showPlacement(info.agent);
   const home = (info.agent.work_dir || "").replace(/\/\.cache\/framewire.*$/, "");
   await openFolder(state.path || home || "/");
 }
@@ -287,6 +288,67 @@ function setSelection(selection) {
   $("options").hidden = false;
 }
 
+// -- where it runs -------------------------------------------------------------
+
+// A host with Slurm offers its compute nodes: the executor, a partition (with its
+// time limit) and a time; a host without shows nothing of it.
+function showPlacement(agent) {
+  const slurm = agent && agent.slurm;
+  const partitions = (slurm && slurm.partitions) || [];
+  $("placement").hidden = partitions.length === 0;
+  if (partitions.length === 0) return;
+  $("executor").value = agent.executor === "slurm" ? "slurm" : "local";
+  $("partition").replaceChildren(...partitions.map((p) => element("option", {
+    value: p.name, selected: p.name === slurm.default_partition ? "" : undefined,
+  }, `${p.name}${p.default ? " (default)" : ""} · `
+     + (p.max_time == null ? "no time limit" : `up to ${p.max_time_text}`)
+     + (p.state && p.state !== "UP" ? ` · ${p.state.toLowerCase()}` : ""))));
+  syncPlacement();
+}
+
+function syncPlacement() {
+  const slurm = $("executor").value === "slurm";
+  $("partition").disabled = !slurm;
+  $("slurm-time").disabled = !slurm;
+}
+$("executor").addEventListener("change", syncPlacement);
+
+function placementRequest(body) {
+  if ($("placement").hidden) return;
+  body.executor = $("executor").value;
+  if (body.executor !== "slurm") return;
+  body.slurm = { partition: $("partition").value };
+  const limit = $("slurm-time").value.trim();
+  if (limit) body.slurm.time = limit;
+}
+
+function duration(seconds) {
+  if (seconds == null) return "";
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+// What Slurm says of a job: its id, partition and reason while it waits, its
+// node once it runs.
+function schedulerText(status) {
+  const s = status.scheduler;
+  if (!s) return "";
+  const ids = (s.job_ids || []).join(", ");
+  const parts = [`Slurm job ${ids}`];
+  if (s.partition) parts.push(`partition ${s.partition}`);
+  if (status.status === "queued" && s.reason_text) parts.push(s.reason_text);
+  if (s.waited_seconds != null) {
+    parts.push(status.status === "queued" ? `waiting ${duration(s.waited_seconds)}`
+      : `waited ${duration(s.waited_seconds)}`);
+  }
+  if (status.status === "queued" && s.expected_start) {
+    parts.push(`expected to start ${new Date(s.expected_start).toLocaleTimeString()}`);
+  }
+  if (s.nodes && s.nodes.length) parts.push(`on ${s.nodes.join(", ")}`);
+  return parts.join(" · ");
+}
+
 // -- the video --------------------------------------------------------------
 
 $("crf").addEventListener("input", () => { $("crf-value").textContent = $("crf").value; });
@@ -306,6 +368,7 @@ function videoRequest() {
   if ($("height").value) body.height = Number($("height").value);
   if ($("preset").value && body["content-type"] === "video/mp4") body.preset = $("preset").value;
   if ($("poster").checked) body.poster = true;
+  placementRequest(body);
   return body;
 }
 
@@ -335,6 +398,9 @@ function showStatus(status) {
   const frames = status.frames_total ? `${status.frames_done} of ${status.frames_total} frames` : "";
   const parts = [status.message, frames, `${Math.floor(status.progress || 0)}%`, eta(status.eta_seconds)];
   $("progress-text").textContent = parts.filter(Boolean).join(" · ");
+  const scheduler = schedulerText(status);
+  $("scheduler-text").textContent = scheduler;
+  $("scheduler-text").hidden = !scheduler;
   $("progress").dataset.status = status.status;
 }
 

@@ -41,7 +41,7 @@ def _size(free: Any) -> str:
     return f"{free / 1e9:.1f} GB free"
 
 
-def report(session: RemoteSession) -> int:
+def report(session: RemoteSession, executor: str = "local") -> int:
     info = session.info(3600)
     agent = info["agent"]
     route = agent.get("jump_hosts") or []
@@ -69,7 +69,49 @@ def report(session: RemoteSession) -> int:
         failed = 1
     for note in info.get("notes") or []:
         line(FAIL if note.startswith(("No ffmpeg", "The ffmpeg")) else NOTE, note)
-    return failed
+    return failed + slurm_line(agent, executor)
+
+
+def slurm_line(agent: dict[str, Any], executor: str) -> int:
+    """The host's Slurm as the agent found it; a failure only where the host's
+    profile sends jobs to Slurm."""
+    slurm = agent.get("slurm")
+    wanted = executor == "slurm"
+    if not slurm:
+        if wanted:
+            line(FAIL, "no Slurm: sbatch, squeue, scontrol, scancel and sinfo are not all "
+                       "on the PATH, and this host's profile says executor = \"slurm\"")
+            print("         Add the set-up that makes them available to the profile "
+                  "(setup = [[\"module\", \"load\", \"slurm\"]]).")
+            return 1
+        line(NOTE, "no Slurm here: videos are made on this host")
+        return 0
+    partitions = slurm.get("partitions") or []
+    if slurm.get("error") or not partitions:
+        line(FAIL if wanted else NOTE, f"Slurm {slurm.get('version') or ''} found, but no "
+             f"partition to submit to: {slurm.get('error') or 'none is open to you'}")
+        return 1 if wanted else 0
+    listed = ", ".join(_partition(item) for item in partitions)
+    line(OK, f"Slurm {slurm.get('version')}: partitions {listed}; "
+             f"{'sacct answers' if slurm.get('sacct') else 'no sacct (accounting off)'}; "
+             f"jobs run {'on compute nodes' if wanted else 'on this host unless asked'}")
+    work_dir = str(agent.get("work_dir") or "")
+    if any(work_dir == place or work_dir.startswith(place + "/")
+           for place in ("/tmp", "/var/tmp", "/dev/shm", "/run")):
+        line(FAIL if wanted else NOTE, f"the work directory {work_dir} is on this node's own "
+             "disk: Slurm jobs need one the compute nodes share (set work_dir)")
+        return 1 if wanted else 0
+    return 0
+
+
+def _partition(item: dict[str, Any]) -> str:
+    """``short (up to 00:30:00)``, ``debug (default, no time limit)``."""
+    words = ["default"] if item.get("default") else []
+    words.append("no time limit" if item.get("max_time") is None
+                 else f"up to {item.get('max_time_text')}")
+    if item.get("state", "UP") != "UP":
+        words.append(str(item.get("state")).lower())
+    return f"{item['name']} ({', '.join(words)})"
 
 
 async def check(args: argparse.Namespace) -> int:
@@ -91,7 +133,7 @@ async def check(args: argparse.Namespace) -> int:
                                             username, password, want_agent=True)
         except errors.AuthChallenge as challenge:
             session = await _answer(sessions, challenge, args.password_stdin)
-        failed = report(session)
+        failed = report(session, config.host(target.hostname).executor or "local")
     except errors.FramewireError as error:
         line(FAIL, error.message)
         if error.hint:

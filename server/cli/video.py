@@ -98,6 +98,13 @@ def add_parser(commands: Any) -> None:
     create.add_argument("--codec", default=None, help="h264, vp9 or av1")
     create.add_argument("--preset", default=None, help="encoder preset, e.g. veryfast, slow")
     create.add_argument("--step", type=int, default=None, help="use every Nth image")
+    create.add_argument("--executor", choices=["local", "slurm"], default=None,
+                        help="where the encode runs: on the host, or as a Slurm batch job "
+                             "(default: the host's profile, else local)")
+    create.add_argument("--partition", default=None, help="Slurm partition")
+    create.add_argument("--time", default=None, help="Slurm time limit, e.g. 00:30:00")
+    create.add_argument("--cpus", type=int, default=None, help="Slurm CPUs for the encode")
+    create.add_argument("--mem", default=None, help="Slurm memory, e.g. 4G")
     login_options(create)
     server_options(create, top=False)
 
@@ -311,6 +318,13 @@ def video_request(args: argparse.Namespace, images: dict[str, Any]) -> dict[str,
     for key in ("width", "height", "crf", "codec", "preset"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
+    slurm = {key: getattr(args, key) for key in ("partition", "time", "cpus", "mem")
+             if getattr(args, key) is not None}
+    if args.executor is not None:
+        body["executor"] = args.executor
+    if slurm:
+        body["executor"] = "slurm"
+        body["slurm"] = slurm
     return body
 
 
@@ -361,7 +375,7 @@ def follow(client: Client, sid: str, vsid: str) -> dict[str, Any]:
             total = int(status.get("frames_total") or 0)
             if total and bar.total != total:
                 bar.total = total
-            bar.set_description(status.get("phase") or status.get("status", ""), refresh=False)
+            bar.set_description(describe_phase(status), refresh=False)
             bar.n = int(status.get("frames_done") or 0)
             bar.refresh()
             if status.get("status") in FINAL:
@@ -372,6 +386,42 @@ def follow(client: Client, sid: str, vsid: str) -> dict[str, Any]:
         status = client.call("GET", f"/remotes/{sid}/videos/{vsid}/status?block=true"
                                     "&timeout=300")
     return status
+
+
+def describe_phase(status: dict[str, Any]) -> str:
+    """What the job is doing, in a few words for the progress bar."""
+    scheduler = status.get("scheduler") or {}
+    job = f"Slurm job {scheduler['job_ids'][0]}" if scheduler.get("job_ids") else ""
+    if status.get("status") == "queued" and scheduler.get("reason_text"):
+        return f"queued ({job}: {scheduler['reason_text']})"
+    if status.get("status") == "running" and scheduler.get("nodes"):
+        return f"{status.get('phase') or 'running'} on {', '.join(scheduler['nodes'])}"
+    return str(status.get("phase") or status.get("status", ""))
+
+
+def scheduler_words(status: dict[str, Any]) -> str:
+    """``Slurm job 812 · partition debug · waiting 4 min · expected to start 14:05``."""
+    scheduler = status.get("scheduler") or {}
+    words = [f"Slurm job {', '.join(scheduler.get('job_ids') or ['?'])}"]
+    if scheduler.get("partition"):
+        words.append(f"partition {scheduler['partition']}")
+    queued = status.get("status") == "queued"
+    waited = scheduler.get("waited_seconds")
+    if waited is not None:
+        words.append(f"{'waiting' if queued else 'waited'} {_duration(waited)}")
+    if queued and scheduler.get("expected_start"):
+        words.append(f"expected to start {scheduler['expected_start']}")
+    if scheduler.get("nodes"):
+        words.append(f"on {', '.join(scheduler['nodes'])}")
+    return " · ".join(words)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{round(seconds)} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def save(client: Client, url: str, output: str) -> None:
@@ -444,6 +494,8 @@ def show_status(client: Client, vsid: str) -> int:
     video = find(client, vsid)
     progress = f"{video.get('progress', 0):.0f}%"
     print(f"{video['sid']}  {video['status']}  {progress}  {video.get('message') or ''}")
+    if video.get("scheduler"):
+        print(f"  {scheduler_words(video)}")
     return 0 if video["ok"] else 1  # failed, canceled or expired: 1
 
 

@@ -28,6 +28,7 @@ from ..remote.agent_client import AgentClient
 from ..remote.files import RemoteFile
 from ..remote.sessions import RemoteSession, SessionManager
 from ..store import JobRecord, JobStore
+from .placement import placement
 from .views import JobView, finished_outputs, job_view
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class JobService:
         self.sessions = sessions
         self.webhooks = webhooks
         self.uploads = uploads
+        self.config = config
         self.limits = config.limits
         self.webhook_timeout = config.webhooks.default_timeout
         self._changed: dict[str, asyncio.Event] = {}
@@ -102,6 +104,8 @@ class JobService:
         if "max-images" in body:
             raise errors.ValidationError("max-images", "max-images is set by the server "
                                          f"({self.limits.max_images}); leave it out.")
+        where = placement(body, self.config.host(session.hostname), agent.hello,
+                          session.hostname)
         policy = self.webhooks.policy
         hooks = validate_hooks(body, self.webhook_timeout, policy)
         targets, target_headers = validate_targets(body.get("deliver"), policy)
@@ -129,8 +133,10 @@ class JobService:
                 f"{self.limits.jobs_per_user}.", code="too-many-jobs",
                 hint="Wait for one to end or cancel one (POST …/videos/(vsid)/cancel).")
         args = {key: value for key, value in body.items()
-                if key not in ("job", "deliver") and key not in HOOK_FIELDS}
+                if key not in ("job", "deliver", "executor", "slurm")
+                and key not in HOOK_FIELDS}
         args["max-images"] = self.limits.max_images
+        args["executor"] = where
         try:
             status = status_of(await agent.request("create-video", {**args, "job": vsid}))
         except BaseException:

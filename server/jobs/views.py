@@ -4,6 +4,8 @@ which share its summary fields."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import Any, TypedDict
 
 from ..records import JobEvents, JobState, JobStatus, Output, iso
@@ -40,6 +42,8 @@ class JobView(TypedDict, total=False):
     height: int | None
     notes: list[str]
     runner_max_rss_kb: int | None
+    executor: str  # local, or slurm
+    scheduler: dict[str, Any] | None  # a batch job's: Slurm's ids, state, reason, nodes
     outputs: list[OutputView]
     returncode: int | None  # failed only
     stderr: str  # failed only
@@ -78,6 +82,9 @@ def job_view(record: JobRecord, sid: str, status: JobStatus | None = None, *,
         "height": status.get("height"),
         "notes": status.get("notes", []),
         "runner_max_rss_kb": status.get("runner_max_rss_kb"),
+        "executor": status.get("executor", "local"),
+        "scheduler": scheduler_view(status.get("scheduler"),
+                                    status.get("events", {}).get("completed")),
         "outputs": [],
     })
     if state is JobState.SUCCEEDED:
@@ -129,3 +136,30 @@ def storage_view(record: JobRecord, completed: float | None, expires: float | No
     """A job in its owner's storage listing."""
     return {**summary(record), "completed": iso(completed), "expires": iso(expires),
             "size": size, "delete_requested": record.delete_requested}
+
+
+def scheduler_view(scheduler: dict[str, Any] | None, completed: Any = None,
+                   now: float | None = None) -> dict[str, Any] | None:
+    """What the batch scheduler said of a job, with the time it waited in the queue
+    (so far, until it started, or until the job ended without starting): worked out
+    when read, so it is never stale."""
+    if not scheduler:
+        return None
+    view = dict(scheduler)
+    submitted = _epoch(scheduler.get("submitted_at"))
+    end = _epoch(scheduler.get("started_at"))
+    if end is None:
+        end = _epoch(completed)
+    if end is None:
+        end = time.time() if now is None else now
+    view["waited_seconds"] = max(0, round(end - submitted)) if submitted is not None else None
+    return view
+
+
+def _epoch(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

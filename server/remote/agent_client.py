@@ -28,7 +28,8 @@ STOPPED = {"event": "stopped"}  # what on_event hears when the agent's output en
 # The agent's error codes (agent/protocol.py) and the domain error each becomes.
 _PATH_CODES = ("not-found", "is-directory", "access-denied", "not-an-image",
                "truncated-image", "undecodable-image")
-_HOST_CODES = ("no-ffmpeg", "no-encoder", "missing-filter", "no-space")
+_HOST_CODES = ("no-ffmpeg", "no-encoder", "missing-filter", "no-space", "no-slurm",
+               "node-local-work-dir")
 
 
 def error_for(code: str, message: str, details: dict[str, Any]) -> errors.FramewireError:
@@ -42,6 +43,8 @@ def error_for(code: str, message: str, details: dict[str, Any]) -> errors.Framew
         return errors.RemoteSetupError(message, code=code, hint=hint, pointer=pointer)
     if code == "bad-images":
         return _bad_images(message, details)
+    if code == "slurm-refused":  # sbatch's own words: what was asked for does not fit
+        return errors.BadRequest(message, code=code, hint=hint, pointer="/slurm")
     if code == "bad-request":
         if isinstance(field_name, str):
             return errors.ValidationError(field_name, message)

@@ -42,6 +42,8 @@ class RemoteSession:
     # Unfinished jobs this session's agent follows: while there are any, the
     # session does not expire, so their end is seen (events, webhooks, uploads).
     jobs: set[str] = field(default_factory=set)
+    # Where a video runs when its request does not say: the host profile's executor.
+    executor: str = "local"
 
     @property
     def transport_kind(self) -> str:
@@ -102,6 +104,8 @@ class RemoteSession:
                 "work_dir_free": hello.get("work_dir_free"),
                 "ffmpeg": hello.get("ffmpeg"),
                 "encode_nice": hello.get("encode_nice"),
+                "slurm": hello.get("slurm"),
+                "executor": self.executor,
                 "capabilities": hello.get("capabilities"),
                 **self.transport.describe(),
             }
@@ -256,7 +260,8 @@ class SessionManager:
             except BaseException:
                 await transport.close()
                 raise
-        session = RemoteSession(sid, owner, hostname, port, username, transport, agent)
+        session = RemoteSession(sid, owner, hostname, port, username, transport, agent,
+                                executor=self.config.host(hostname).executor or "local")
         self._sessions[sid] = session
         if agent is not None:
             self.events.session_opened(session)

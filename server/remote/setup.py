@@ -3,6 +3,7 @@ Pythons to try, the encodes' priority, as the shell script a login runs."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ class Setup:
     ffmpeg: str = ""
     candidates: list[str] = field(default_factory=list)  # Pythons to try, in order
     nice: int = 0  # the encodes' CPU priority
+    batch: list[list[str]] = field(default_factory=list)  # batch scripts' own, after these
 
     @classmethod
     def for_host(cls, target: Hop, config: Config) -> Setup:
@@ -30,7 +32,8 @@ class Setup:
                  "/usr/bin/python3", "/usr/local/bin/python3"]
         nice = config.ssh.nice if target.profile.nice is None else target.profile.nice
         return cls([list(step) for step in target.profile.setup], target.profile.ffmpeg,
-                   [name for name in dict.fromkeys(names) if name], nice)
+                   [name for name in dict.fromkeys(names) if name], nice,
+                   [list(step) for step in target.profile.batch_setup])
 
     def shell(self, script: str) -> str:
         """``script`` (sh syntax) after the set-up, for the user's login shell,
@@ -102,6 +105,9 @@ class Setup:
 
     def agent_command(self, python: str, agent_path: str, *args: str) -> str:
         """The command line that runs the agent (after the set-up, when there is any)."""
+        if args[:1] == ("serve",) and (self.commands or self.batch):
+            # Batch jobs run the set-up too, then the commands only they need.
+            args = (*args, "--setup", json.dumps(self.commands + self.batch))
         command = quoted_argv([python, agent_path, *args])
         return self.shell("exec " + command) if self.commands or self.ffmpeg else command
 

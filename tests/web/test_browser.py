@@ -7,6 +7,7 @@ Screenshots of every step are written to tests/artifacts/browser/.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Callable, Iterator
@@ -17,6 +18,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from server.users import UserFile
 from tests.fixtures import SSHD, LiveServer, probe, solid_frames
+from tests.hosts import HostileSSHD
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browser"
 FRAMES = 50
@@ -267,4 +269,74 @@ def test_cancel_and_an_unknown_host_key(browser: Browser, make_server: Callable[
     expect(page.locator("#result")).to_be_hidden()
     expect(page.locator("#job-rows")).to_contain_text("canceled")
     shot(page, "12-canceled")
+    page.close()
+
+
+def test_a_slurm_job_from_the_page(browser: Browser, site: LiveServer, sshd: SSHD,
+                                   images: Path, tmp_path: Path,
+                                   drained: Callable[[], None]) -> None:
+    """On a host with Slurm the page offers the compute nodes and the partitions; a
+    job that waits says why, with its Slurm job id, then runs on a node."""
+    solid_frames(images, [(9 * i, 40, 200) for i in range(30)],
+                 names=[f"s{i:02d}.png" for i in range(30)], size=SIZE)
+    page = log_in(browser, site)
+    connect(page, sshd, sshd.password)
+    expect(page.locator("#connected")).to_be_visible(timeout=30_000)
+    page.get_by_label("Folder", exact=True).fill(str(images))
+    page.keyboard.press("Enter")
+    page.get_by_label("Pattern", exact=True).fill("s*.png")
+    page.get_by_role("button", name="Select all matching").click()
+    placement = page.locator("#placement")
+    expect(placement).to_be_visible()
+    run_on = page.get_by_label("Run on")  # a select's name also holds its chosen option
+    expect(run_on).to_have_value("local")  # the host's profile says nothing
+    partition = page.get_by_label("Partition")
+    expect(partition).to_be_disabled()
+    run_on.select_option("slurm")
+    expect(partition).to_be_enabled()
+    assert partition.locator("option").all_inner_texts() == [
+        "debug (default) · no time limit", "short · up to 00:30:00"]
+    expect(partition).to_have_value("debug")
+    partition.select_option("short")
+    page.get_by_label("Time limit", exact=True).fill("00:10:00")
+    shot(page, "13-slurm-options")
+    page.get_by_role("button", name="Make video").click()
+    waiting = page.locator("#scheduler-text")
+    expect(waiting).to_contain_text("partition short", timeout=60_000)
+    expect(waiting).to_contain_text("the nodes it needs are not available (down or drained)",
+                                    timeout=60_000)
+    expect(waiting).to_have_text(re.compile(r"^Slurm job \d+ · partition short · "))
+    expect(page.locator("#progress-text")).to_contain_text("Waiting in the Slurm queue")
+    shot(page, "14-slurm-waiting")
+    drained()
+    expect(page.locator("#result")).to_be_visible(timeout=120_000)
+    expect(waiting).to_contain_text(re.compile(r"on n[12]"))
+    expect(page.locator("#result-text")).to_contain_text(f"{SIZE[0]}×{SIZE[1]}, 30 frames")
+    shot(page, "15-slurm-done")
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Download").click()
+    saved = tmp_path / "slurm.mp4"
+    saved.write_bytes(Path(info.value.path()).read_bytes())
+    assert probe(saved)["frames"] == 30
+    page.close()
+
+
+
+def test_a_host_without_slurm_shows_no_placement(browser: Browser,
+                                                 make_server: Callable[..., LiveServer],
+                                                 no_slurm: HostileSSHD) -> None:
+    server = make_server(auth={"mode": "users"}, ssh={"known_hosts": str(no_slurm.known_hosts)})
+    UserFile(server.config.users_file).add("analyst", "analyst-password")
+    account = no_slurm.accounts["fwnoslurm"]
+    page = log_in(browser, server)
+    page.get_by_label("Host", exact=True).fill("127.0.0.1")
+    page.get_by_label("Port", exact=True).fill(str(no_slurm.port))
+    page.get_by_label("User name", exact=True).fill(account.name)
+    page.get_by_label("Password", exact=True).fill(account.password)
+    page.get_by_role("button", name="Connect").click()
+    expect(page.locator("#browse")).to_be_visible(timeout=30_000)
+    page.get_by_label("Folder", exact=True).fill("/etc")
+    page.keyboard.press("Enter")
+    expect(page.locator("#placement")).to_be_hidden()
+    assert page.locator("#executor").is_hidden()
     page.close()

@@ -23,14 +23,14 @@ Status = dict[str, Any]
 def ffmpeg_info() -> dict[str, Any]:
     info = ffmpeg.describe(ffmpeg.find_ffmpeg())
     if not info["path"]:
-        pytest.skip("no ffmpeg")
+        raise RuntimeError("ffmpeg is not installed: apt-get install ffmpeg (.ci/run does)")
     return info
 
 
 def local_store(work: Path, ffmpeg_info: dict[str, Any]) -> JobStore:
     """A store as a fresh agent makes one: its own executor, nothing in memory."""
-    return JobStore(str(work), executors.LocalExecutor(entry.self_argv() + ["run-job"]),
-                    ffmpeg_info)
+    return JobStore(str(work), {"local": executors.LocalExecutor(
+        entry.self_argv() + ["run-job"])}, ffmpeg_info)
 
 
 @pytest.fixture
@@ -158,7 +158,7 @@ class CountingExecutor(executors.LocalExecutor):
 def test_many_jobs_are_polled_in_one_look(work: Path, tmp_path: Path,
                                           ffmpeg_info: dict[str, Any]) -> None:
     executor = CountingExecutor()
-    store = JobStore(str(work), executor, ffmpeg_info)
+    store = JobStore(str(work), {"local": executor}, ffmpeg_info)
     images = pngs(tmp_path / "in", 2)
     for job in (JOB_A, JOB_B):
         store.create({"job": job, "images": images, "content-type": "video/mp4"})
@@ -168,3 +168,38 @@ def test_many_jobs_are_polled_in_one_look(work: Path, tmp_path: Path,
     assert executor.looks == [[JOB_A, JOB_B]]
     for job in (JOB_A, JOB_B):
         wait_for(lambda job=job: store.status({"job": job}), final)
+
+
+def test_a_batch_jobs_runner_stopped_by_its_scheduler_leaves_the_end_to_it(
+        work: Path, tmp_path: Path, ffmpeg_info: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Slurm job's runner signalled without a cancel framewire asked for (a time
+    limit, a preemption, somebody's scancel) does not call the job canceled: it
+    leaves it unfinished, phase "stopped", for the executor to end in Slurm's words.
+    Asked for, the same signal ends it canceled.  (The runner started here as a
+    local process: what is tested is the runner's reading of the signal.)"""
+    from agent import jobs
+
+    monkeypatch.setattr(jobs, "NODE_LOCAL", ())  # tmp_path stands for a shared directory
+    runner = entry.self_argv() + ["run-job"]
+    store = JobStore(str(work), {"local": executors.LocalExecutor(runner),
+                                 "slurm": executors.LocalExecutor(runner)}, ffmpeg_info)
+    for job, asked in ((JOB_A, False), (JOB_B, True)):
+        store.create(dict(slow_request(tmp_path), job=job, executor={"kind": "slurm"}))
+        job_dir = str(work / "jobs" / job)
+        pid = wait_for(lambda where=job_dir: jobdir.read_status(where),
+                       lambda status: status["phase"] == "encoding")["pid"]
+        if asked:
+            jobdir.mark_cancel(job_dir)
+        os.killpg(pid, signal.SIGTERM)
+        wait_for(lambda runner=pid: {"alive": executors.alive(runner)},
+                 lambda s: not s["alive"], 10)
+        status = jobdir.read_status(job_dir)
+        if asked:
+            assert (status["status"], status["message"]) == (protocol.CANCELED, "Canceled.")
+        else:
+            assert (status["status"], status["phase"], status["message"]) == (
+                protocol.RUNNING, "stopped",
+                "Stopped by the scheduler (signal 15); waiting for it to say why.")
+            assert status["pid"] is None and status["executor"] == "slurm"
+        assert not list((work / "jobs" / job).glob("partial.*"))
