@@ -1,4 +1,4 @@
-"""Entry point: ``python3 agent.pyz serve|stream|run-job``."""
+"""Entry point: ``python3 agent.pyz serve|stream|run-job|run-task|run-join``."""
 
 import os
 import sys
@@ -77,6 +77,12 @@ def main(argv=None):
     stream_parser.add_argument("--nonce", default="")
     run_job = commands.add_parser("run-job", help="run one job (started by serve)")
     run_job.add_argument("job_dir")
+    run_task = commands.add_parser("run-task", help="run task N of a chunked job (a Slurm "
+                                   "array task)")
+    run_task.add_argument("job_dir")
+    run_task.add_argument("number", type=int)
+    run_join = commands.add_parser("run-join", help="join a chunked job's chunks")
+    run_join.add_argument("job_dir")
     hash_parser = commands.add_parser("hash", help="print a file's SHA-256")
     hash_parser.add_argument("path")
     args = parser.parse_args(argv)
@@ -92,6 +98,10 @@ def main(argv=None):
     if args.command == "run-job":
         from . import runner
         return runner.main(args.job_dir)
+    if args.command in ("run-task", "run-join"):
+        from . import chunked
+        return chunked.main_task(args.job_dir, args.number) if args.command == "run-task" \
+            else chunked.main_join(args.job_dir)
     if args.command != "serve":
         parser.print_help(sys.stderr)
         return 2

@@ -181,8 +181,8 @@ def _output_chain(graph, branch, output, canvas, frame_rate):
     return graph.link([paletted, palette], ["paletteuse=new=1"], "o")
 
 
-def _codec_args(output, fps_mode):
-    # type: (Output, bool) -> List[str]
+def _codec_args(output, fps_mode, intermediate=False, threads=None):
+    # type: (Output, bool, bool, Optional[int]) -> List[str]
     if isinstance(output, (PosterOutput, ContactSheetOutput)):
         codec = ["-c:v", "png"] if output.content_type == "image/png" \
             else ["-c:v", "mjpeg", "-q:v", "2"]
@@ -218,7 +218,13 @@ def _codec_args(output, fps_mode):
             else ["-qp", str(min(255, quality * 4))]
     if output.gop:
         args += ["-g", str(output.gop)]
+    if threads:
+        args += ["-threads", str(threads)]
     args += COLOUR_TAGS
+    if intermediate:
+        # A chunk (agent/chunks.py): a stream that joins by concatenation. x264's
+        # GOPs are closed and its first frame an IDR with the parameter sets.
+        return args + (["-f", "mpegts"] if output.codec == "h264" else ["-f", "ivf"])
     if output.content_type == "video/mp4":
         args += ["-movflags", "+faststart", "-f", "mp4"]
     else:
@@ -298,9 +304,12 @@ def job_argv(ffmpeg, spec, segments, paths):
     if not fps_mode and any(isinstance(output, (PosterOutput, ContactSheetOutput))
                             for output in spec.outputs):
         argv += ["-vsync", "0"]  # passthrough for all (the videos' frames are evenly timed)
+    threads = ["-threads", str(spec.threads)] if spec.threads else []
+    if spec.threads:
+        argv += ["-filter_complex_threads", str(spec.threads)]
     for segment in segments:
-        argv += ["-f", "image2", "-framerate", rate, "-start_number", "0",
-                 "-i", segment.pattern]
+        argv += threads + ["-f", "image2", "-framerate", rate, "-start_number", "0",
+                           "-i", segment.pattern]
     outputs = spec.outputs
     order = sorted(range(len(outputs)), key=lambda i: not isinstance(outputs[i], VideoOutput))
     counter = not isinstance(outputs[order[0]], VideoOutput)
@@ -324,7 +333,8 @@ def job_argv(ffmpeg, spec, segments, paths):
         output = outputs[index]
         link = _output_chain(graph, ends[index], output, spec.canvas, rate)
         extra = ["-r", rate] if isinstance(output, VideoOutput) else []
-        mapped.append(["-map", "[%s]" % link] + extra + _codec_args(output, fps_mode)
+        mapped.append(["-map", "[%s]" % link] + extra
+                      + _codec_args(output, fps_mode, spec.intermediate, spec.threads)
                       + [paths[index]])
     argv += ["-filter_complex", graph.text()]
     for part in mapped:

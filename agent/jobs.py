@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple  # noqa: F401
 
-from . import ffmpeg, jobdir, options, protocol
+from . import chunks, ffmpeg, jobdir, options, protocol
 from .executors import Executor  # noqa: F401 (type comments)
 from .jobdir import Status  # noqa: F401 (type comments)
 
@@ -37,6 +37,7 @@ class JobStore(object):
         self.ffmpeg = ffmpeg_info
         self.nice = nice
         self._kinds = {}  # type: Dict[str, str]  # job directory -> its placement's kind
+        self.partitions = lambda: []  # type: Callable[[], List[Dict[str, Any]]]  # Slurm's
         os.makedirs(self.root, mode=0o700, exist_ok=True)
 
     def executor_of(self, job_dir):
@@ -89,6 +90,11 @@ class JobStore(object):
             self._shared_or_refuse()
         # A batch job's priority is Slurm's business; a local one yields to the agent.
         spec.nice = self.nice if spec.placement.kind == "local" else 0
+        spec.chunks = chunks.plan(spec, chunks.requested(args.get("chunks")),
+                                  os.cpu_count() or 1, spec.placement.parallel,
+                                  self._nodes(spec.placement.partition))
+        if spec.chunks.note:
+            spec.notes.append(spec.chunks.note)
         try:
             os.mkdir(job_dir, 0o700)
         except FileExistsError:
@@ -113,6 +119,14 @@ class JobStore(object):
         return self.status({"job": spec.job})
 
     # -- inspect and control ---------------------------------------------
+
+    def _nodes(self, partition):
+        # type: (Optional[str]) -> Optional[int]
+        """How many nodes a Slurm partition (None: the default one) has."""
+        for item in self.partitions():
+            if item.get("name") == partition or partition is None and item.get("default"):
+                return item.get("nodes")
+        return None
 
     def _shared_or_refuse(self):
         # type: () -> None

@@ -65,7 +65,7 @@ SERVER_FIELDS = ("job", "max-images", "executor")
 JOB_FIELDS = ("content-type", "images", "frame-rate", "durations", "width", "height",
               "fit", "background", "codec", "crf", "bitrate", "preset", "speed",
               "pixel-format", "gop", "outputs", "poster", "contact-sheet", "gif", "layout",
-              "burn-in")
+              "burn-in", "chunks", "threads")
 VIDEO_FIELDS = ("name", "kind", "content-type", "width", "height", "fit", "background",
                 "codec", "crf", "bitrate", "preset", "speed", "pixel-format", "gop")
 STILL_FIELDS = {
@@ -788,7 +788,8 @@ def build_spec(args, ffmpeg_info):
         for output in canvas_sized:
             output.width, output.height = canvas.width, canvas.height
     return Spec(rate_text(rate), frame_count, canvas, sources, outputs, burn_in, notes,
-                placement=placement(args.get("executor")))
+                placement=placement(args.get("executor")),
+                threads=_integer(args, "threads", "", 1, 256))
 
 
 # -- where the work runs ---------------------------------------------------------
@@ -809,11 +810,12 @@ def placement(value):
         raise bad("executor", "executor must be an object {\"kind\": \"local\" or "
                   "\"slurm\", ...}.")
     _check_fields(value, ("kind", "partition", "time", "cpus", "mem", "account", "qos",
-                          "options"), "executor")
+                          "options", "parallel"), "executor")
+    parallel = _integer(value, "parallel", "executor", 1, 1024)
     kind = _choice(value, "kind", "executor", ("local", "slurm"), "local")
     assert kind is not None
     if kind == "local":
-        return Placement()
+        return Placement(parallel=parallel)
     found = {}  # type: Dict[str, Any]
     for key, pattern, example in (("partition", _SLURM_NAME, "debug"),
                                   ("account", _SLURM_NAME, "proj42"),
@@ -832,4 +834,4 @@ def placement(value):
         raise bad("executor.options", "executor.options must list sbatch options such as "
                   "\"--constraint=avx2\".")
     return Placement("slurm", found["partition"], found["time"], cpus, found["mem"],
-                     found["account"], found["qos"], options)
+                     found["account"], found["qos"], options, parallel)

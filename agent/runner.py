@@ -14,8 +14,8 @@ import time
 from fractions import Fraction
 from typing import Any, Dict, List, Optional  # noqa: F401 (type comments)
 
-from . import ffmpeg, jobdir, protocol, text
-from .spec import Spec
+from . import chunks, ffmpeg, jobdir, protocol, text
+from .spec import Spec, VideoOutput
 
 STDERR_TAIL = 4000
 FULL_DISK_BYTES = 256 * 1024
@@ -32,6 +32,10 @@ class Runner(object):
         self.job_dir = job_dir
         self.spec = Spec.from_json(jobdir.read_json(self._path(jobdir.SPEC)))
         self.status = jobdir.read_json(self._path(jobdir.STATUS))  # type: jobdir.Status
+        # A chunk's (or the stills') directory is chunks/NAME/ in its job's: a cancel
+        # of the job is marked there.
+        self.job_dir_of_task = os.path.dirname(os.path.dirname(job_dir)) \
+            if "chunk" in self.status else None
         self.process = None  # type: Optional[subprocess.Popen]
         self.canceled = False
         self.signal = None  # type: Optional[int]
@@ -61,7 +65,9 @@ class Runner(object):
         self.signal = signum
         # Asked by framewire? The mark is there before the signal is sent (and gone
         # once the temporaries are cleared, which comes before the final word).
-        self.asked = self.asked or os.path.exists(self._path(jobdir.CANCEL_MARK))
+        self.asked = self.asked or os.path.exists(self._path(jobdir.CANCEL_MARK)) or \
+            (self.job_dir_of_task is not None and os.path.exists(
+                os.path.join(self.job_dir_of_task, jobdir.CANCEL_MARK)))
         self._stop_encoder()
 
     def _stop_encoder(self):
@@ -87,7 +93,7 @@ class Runner(object):
             except OSError:
                 pass
         self.status.update({"status": protocol.RUNNING, "phase": "preparing", "pid": os.getpid(),
-                            "message": "Preparing frames."})
+                            "message": "Preparing frames.", "node": node_name()})
         self.status["events"]["started"] = jobdir.now()
         self._write()
         try:
@@ -141,10 +147,17 @@ class Runner(object):
         # type: (List[ffmpeg.Segment]) -> None
         spec = self.spec
         outputs = spec.outputs
-        partials = [self._path("partial.%d.%s" % (index, output.extension))
-                    for index, output in enumerate(outputs)]
+        extensions = [chunks.intermediate_extension(output) if spec.intermediate
+                      and isinstance(output, VideoOutput) else output.extension
+                      for output in outputs]
+        partials = [self._path("partial.%d.%s" % (index, extension))
+                    for index, extension in enumerate(extensions)]
         argv = ffmpeg.job_argv(spec.ffmpeg, spec, segments, partials)
-        text.write_assets(self.job_dir, spec, float(Fraction(spec.frame_rate)))
+        whole = None
+        if self.job_dir_of_task is not None:
+            whole = Spec.from_json(jobdir.read_json(os.path.join(self.job_dir_of_task,
+                                                                 jobdir.SPEC)))
+        text.write_assets(self.job_dir, spec, float(Fraction(spec.frame_rate)), whole)
         total = spec.frames_total
         self.status.update({"phase": "encoding", "message": "Encoding."})
         self._write()
@@ -192,10 +205,12 @@ class Runner(object):
         elif missing:
             self.status["stderr"] = self._stderr_tail()
             self._finish(protocol.FAILED, "ffmpeg wrote no %s output." % ", ".join(missing))
+        elif spec.intermediate and self._short_intermediate(outputs, partials):
+            jobdir.remove_temporaries(self.job_dir)
         else:
             done = []
-            for output, partial in zip(outputs, partials):
-                final = self._path("%s.%s" % (output.name, output.extension))
+            for output, partial, extension in zip(outputs, partials, extensions):
+                final = self._path("%s.%s" % (output.name, extension))
                 os.replace(partial, final)
                 width, height = output.size()
                 done.append({
@@ -207,6 +222,23 @@ class Runner(object):
             self.status["output"] = done[0]
             self._finish(protocol.SUCCEEDED, "Video ready." if outputs[0].kind == "video"
                          else "Outputs ready.")
+
+    def _short_intermediate(self, outputs, partials):
+        # type: (List[Any], List[str]) -> bool
+        """A chunk's check of its own videos: each holds exactly its frames (the join
+        runs only on complete chunks).  Ends the chunk failed if one does not."""
+        total = self.spec.frames_total
+        for output, partial in zip(outputs, partials):
+            try:
+                found = chunks.count_packets(self.spec.ffmpeg, partial)
+            except (OSError, ValueError):
+                found = None
+            if found != total:
+                self._finish(protocol.FAILED, "The chunk's %s holds %s of its %d frames."
+                             % (output.name, "an unreadable number" if found is None
+                                else found, total))
+                return True
+        return False
 
     def _undecodable(self, segments):
         # type: (List[ffmpeg.Segment]) -> Optional[str]
@@ -280,9 +312,18 @@ class Runner(object):
         # type: (str, str) -> None
         jobdir.finished(self.status, state, message)
         self.status["runner_max_rss_kb"] = peak_memory_kb()
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.status["cpu_seconds"] = round(used.ru_utime + used.ru_stime, 3)
+        self.status["seconds"] = round(time.time() - self._started, 3)
         if state == protocol.SUCCEEDED:
             self.status["progress"] = 100.0
         self._write()
+
+
+def node_name():
+    # type: () -> str
+    """The node this runs on: Slurm's name for it in a batch job, else the host's."""
+    return os.environ.get("SLURMD_NODENAME") or os.uname()[1]
 
 
 def describe_frame(spec, source_index, path, reason):
@@ -336,4 +377,8 @@ def peak_memory_kb():
 
 def main(job_dir):
     # type: (str) -> int
+    spec = jobdir.read_json(os.path.join(job_dir, jobdir.SPEC))
+    if len((spec.get("chunks") or {}).get("ranges") or []) > 1:
+        from .chunked import ChunkedRunner
+        return ChunkedRunner(job_dir).run()
     return Runner(job_dir).run()

@@ -65,6 +65,7 @@ class Agent(object):
         self.nice = nice
         self.slurm = slurm
         self.jobs = jobs.JobStore(work_dir, placements, self.ffmpeg, nice)
+        self.jobs.partitions = lambda: (self.slurm or {}).get("partitions") or []
         self.watcher = jobs.JobWatcher(self.jobs, writer.send)
         self.commands = {
             "ping": lambda args: {"pong": True},

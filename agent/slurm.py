@@ -27,7 +27,7 @@ import subprocess
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: F401 (type comments)
 
-from . import jobdir, protocol
+from . import chunks, jobdir, protocol
 from .executors import CANCEL_POLL, CANCEL_WAIT, Executor
 from .jobdir import Status  # noqa: F401 (type comments)
 
@@ -37,6 +37,8 @@ DISCOVERY_TIMEOUT = 5.0  # ...and at an agent's start (a controller that is away
 SLURM_FILE = "slurm.json"  # the job's Slurm job id(s), written at submission
 SCHEDULER_FILE = jobdir.SCHEDULER  # what Slurm last said of it, for the status
 SCRIPT = "job.sbatch"
+TASK_SCRIPT = "task.sbatch"  # a chunked job's array: task N is run-task JOB_DIR N
+JOIN_SCRIPT = "join.sbatch"  # ...and its join, after the array (afterok)
 FIRST_LOOK = 2.0  # seconds between squeue looks while things change...
 LONGEST_LOOK = 30.0  # ...backing off to this while nothing does
 LOST_AFTER = 60.0  # a submission with no job id and no job of its name by then is lost
@@ -305,6 +307,8 @@ class SlurmExecutor(Executor):
         from .spec import Spec
 
         spec = Spec.from_json(jobdir.read_json(os.path.join(job_dir, jobdir.SPEC)))
+        if chunks.split(spec):
+            return self._submit_chunked(job_dir, spec)
         path = os.path.join(job_dir, SCRIPT)
         with open(path, "w") as handle:
             handle.write(self.script(job_dir))
@@ -314,7 +318,19 @@ class SlurmExecutor(Executor):
         record = {"name": NAME_PREFIX + spec.job, "job_ids": [], "submitted": self.now()}
         jobdir.write_json(os.path.join(job_dir, SLURM_FILE), record)
         try:
-            status, out, err = run(self.sbatch_argv(job_dir, spec.placement), 60)
+                job_id = self._sbatch(self.sbatch_argv(job_dir, spec.placement))
+        finally:
+            pass
+        record["job_ids"] = [job_id]
+        jobdir.write_json(os.path.join(job_dir, SLURM_FILE), record)
+        self._looked = 0.0  # look at the new job at the next poll
+
+    @staticmethod
+    def _sbatch(argv):
+        # type: (List[str]) -> str
+        """Submit; the new job's id, or SLURM_REFUSED with sbatch's words."""
+        try:
+            status, out, err = run(argv, 60)
         except SlurmError as error:
             raise protocol.AgentError(protocol.SLURM_REFUSED, "sbatch did not answer: %s."
                                       % error, {"hint": "Check Slurm on the host "
@@ -328,9 +344,232 @@ class SlurmExecutor(Executor):
                 % (said[-1] if said else "sbatch exited with %d" % status),
                 {"hint": "Check the partition, time, CPUs and memory asked for (and the "
                          "account or QOS in this host's profile)."})
-        record["job_ids"] = [job_id]
+        return job_id
+
+    # -- chunked jobs: one array of tasks, and a join that depends on it ------------
+
+    def _task_script(self, job_dir, words, tail=""):
+        # type: (str, List[str], str) -> str
+        lines = ["#!/bin/sh -l" if self.setup else "#!/bin/sh",
+                 "# framewire: part of job %s, submitted by its agent."
+                 % os.path.basename(job_dir)]
+        for index, step in enumerate(self.setup, start=1):
+            lines.append("%s || { echo 'framewire: the set-up command %d failed' >&2; "
+                         "exit 126; }" % (" ".join(shlex.quote(word) for word in step), index))
+        lines.append("exec " + " ".join(shlex.quote(word) for word in words) + tail)
+        return "\n".join(lines) + "\n"
+
+    def _write_scripts(self, job_dir):
+        # type: (str) -> None
+        base = self.runner_argv[:-1]  # the agent, without its "run-job"
+        for name, words, tail in (
+                (TASK_SCRIPT, base + ["run-task", job_dir], ' "$SLURM_ARRAY_TASK_ID"'),
+                (JOIN_SCRIPT, base + ["run-join", job_dir], "")):
+            path = os.path.join(job_dir, name)
+            with open(path, "w") as handle:
+                handle.write(self._task_script(job_dir, words, tail))
+            os.chmod(path, 0o700)
+
+    def _array_argv(self, job_dir, spec, numbers):
+        # type: (str, Any, str) -> List[str]
+        argv = self.sbatch_argv(job_dir, spec.placement)[:-1]
+        argv = [word for word in argv if not word.startswith("--output=")]
+        argv += ["--array=" + numbers,
+                 "--output=" + os.path.join(job_dir, chunks.CHUNKS_DIR, "slurm-%A_%a.out")]
+        return argv + [os.path.join(job_dir, TASK_SCRIPT)]
+
+    def _join_argv(self, job_dir, spec, after_ok, after_any):
+        # type: (str, Any, List[str], List[str]) -> List[str]
+        argv = self.sbatch_argv(job_dir, spec.placement)[:-1]
+        argv = [word if not word.startswith("--job-name=") else word + "-join"
+                for word in argv if not word.startswith("--cpus-per-task=")]
+        depends = []
+        if after_ok:
+            depends.append("afterok:" + ":".join(after_ok))
+        if after_any:
+            depends.append("afterany:" + ":".join(after_any))
+        if depends:
+            argv += ["--dependency=" + ",".join(depends), "--kill-on-invalid-dep=yes"]
+        return argv + [os.path.join(job_dir, JOIN_SCRIPT)]
+
+    def _submit_chunked(self, job_dir, spec):
+        # type: (str, Any) -> None
+        found = chunks.prepare(job_dir, spec, spec.placement.cpus or 1)
+        self._write_scripts(job_dir)
+        record = {"name": NAME_PREFIX + spec.job, "job_ids": [], "submitted": self.now(),
+                  "chunked": True, "tasks": {}, "arrays": [], "join": None}  # type: Dict[str, Any]
         jobdir.write_json(os.path.join(job_dir, SLURM_FILE), record)
-        self._looked = 0.0  # look at the new job at the next poll
+        last = len(found) - 1
+        cap = spec.chunks.parallel
+        numbers = "0-%d" % last if last else "0"
+        if cap and cap < len(found):
+            numbers += "%%%d" % cap
+        array = self._sbatch(self._array_argv(job_dir, spec, numbers))
+        record["arrays"] = [array]
+        record["tasks"] = {task.name: [array, str(number)] for number, task in enumerate(found)}
+        record["job_ids"] = [array]
+        jobdir.write_json(os.path.join(job_dir, SLURM_FILE), record)
+        try:
+            join = self._sbatch(self._join_argv(job_dir, spec, [array], []))
+        except protocol.AgentError:
+            run(["scancel", array])
+            raise
+        record["join"] = join
+        record["job_ids"] = [array, join]
+        jobdir.write_json(os.path.join(job_dir, SLURM_FILE), record)
+        self._looked = 0.0
+
+    def _task_rows(self, record):
+        # type: (Dict[str, Any]) -> Dict[str, Dict[str, str]]
+        """squeue's row for each task still known to it, by task name."""
+        by_place = {}  # type: Dict[Tuple[str, str], Dict[str, str]]
+        for row in self._rows.values():
+            array, task = row.get("array_id", ""), row.get("task", "")
+            if task.isdigit():
+                by_place[(array, task)] = row
+            elif array and task not in ("", "N/A"):  # "2-4%2": tasks not yet started
+                for number in _expand(task):
+                    by_place.setdefault((array, str(number)), dict(row, state="PENDING"))
+        found = {}  # type: Dict[str, Dict[str, str]]
+        for name, (array, number) in record.get("tasks", {}).items():
+            known = by_place.get((array, number)) or \
+                self._ask_scontrol("%s_%s" % (array, number))
+            if known is not None:
+                found[name] = known
+        return found
+
+    def _follow_chunked(self, job_dir, status, record):
+        # type: (str, Status, Dict[str, Any]) -> Status
+        from .chunked import describe, views
+        from .spec import Spec
+
+        spec = Spec.from_json(jobdir.read_json(os.path.join(job_dir, jobdir.SPEC)))
+        found = chunks.tasks(job_dir, spec)
+        asked = os.path.exists(os.path.join(job_dir, jobdir.CANCEL_MARK))
+        rows = self._task_rows(record)
+        nodes = {}  # type: Dict[str, str]
+        waiting = running = 0
+        for task in found:
+            row = rows.get(task.name)
+            told = chunks.task_status(task)
+            state = row["state"].split()[0].rstrip("+") if row else "UNKNOWN"
+            if row and _nodes(row.get("nodes")):
+                nodes[task.name] = _nodes(row.get("nodes"))[0]
+            if told.get("status") == protocol.SUCCEEDED:
+                continue
+            if state in STILL_QUEUED:
+                waiting += 1
+            elif state in ACTIVE:
+                running += 1
+            elif state != "UNKNOWN" and not asked:
+                # The task's Slurm job ended without its chunk: retry it alone, or fail.
+                latest = chunks.task_status(task)
+                if latest.get("status") == protocol.SUCCEEDED:
+                    continue
+                if latest.get("attempts", 0) >= chunks.MAX_ATTEMPTS:
+                    self._scancel(record)
+                    latest_job = jobdir.read_status(job_dir)
+                    latest_job["chunks"] = views(job_dir, spec, found, nodes)
+                    return jobdir.end_job(job_dir, latest_job, protocol.FAILED,
+                                          "%s failed %d times; the last time: %s" % (
+                                              describe(task), latest.get("attempts", 0),
+                                              latest.get("message") if latest.get("status")
+                                              in protocol.FINAL_STATES else
+                                              "Slurm ended its task as %s" % state))
+                self._retry(job_dir, spec, record, task)
+                waiting += 1
+        latest = jobdir.read_status(job_dir)
+        if latest["status"] in protocol.FINAL_STATES or latest.get("phase") == "joining":
+            return latest
+        join_row = self._rows.get(record.get("join") or "") or (
+            self._ask_scontrol(record["join"]) if record.get("join") else None)
+        join_state = join_row["state"].split()[0].rstrip("+") if join_row else "UNKNOWN"
+        if join_row is not None and join_state not in ACTIVE and join_state != "UNKNOWN":
+            again = jobdir.read_status(job_dir)
+            if again["status"] in protocol.FINAL_STATES:
+                return again
+            if asked:
+                return jobdir.end_job(job_dir, again, protocol.CANCELED, "Canceled.")
+            if join_state == "CANCELLED" and (waiting or running):
+                return again  # replaced by a retry's join; the next look sees the new one
+            return self._ended(job_dir, again, record["join"], join_row, join_state)
+        if join_row is None and record.get("join") and not waiting and not running:
+            return self._lost(job_dir, latest, record["join"])
+        shown = views(job_dir, spec, found, nodes)
+        done = sum(1 for view in shown if view["state"] == protocol.SUCCEEDED)
+        composed = dict(latest)
+        composed["chunks"] = shown
+        starts = [moment for moment in (_epoch_iso(view.get("started")) for view in shown)
+                  if moment is not None]
+        composed.update(chunks.summary(spec, shown, min(starts) if starts else None))
+        if running:
+            composed.update({"status": protocol.RUNNING, "phase": "encoding",
+                             "message": "Encoding %d chunks: %d running, %d waiting, %d done."
+                             % (len([t for t in found if t.index is not None]), running,
+                                waiting, done)})
+            if not composed["events"].get("started"):
+                composed["events"]["started"] = jobdir.now()
+        elif waiting:
+            composed.update({"phase": "waiting in queue", "message": "Waiting in the Slurm "
+                             "queue: %d of %d tasks to run." % (waiting, len(found))})
+        elif done == len(found):
+            composed.update({"phase": "joining", "message": "Waiting for the join to start."})
+        told = dict(_remembered(job_dir), kind="slurm", job_ids=list(record.get("job_ids", [])),
+                    state="RUNNING" if running else ("PENDING" if waiting else join_state),
+                    nodes=sorted(set(nodes.values())))
+        if told != _remembered(job_dir):
+            _remember(job_dir, told)
+        composed["scheduler"] = told
+        comparable = ("status", "phase", "frames_done", "chunks", "message")
+        if any(composed.get(key) != latest.get(key) for key in comparable):
+            again = jobdir.read_status(job_dir)
+            if again["status"] not in protocol.FINAL_STATES and again.get("phase") != "joining":
+                stored = dict(composed)
+                stored.pop("scheduler", None)
+                jobdir.write_status(job_dir, stored)
+        return composed
+
+    def _retry(self, job_dir, spec, record, task):
+        # type: (str, Any, Dict[str, Any], chunks.Task) -> None
+        """Submit one task again, alone, and a new join waiting for it too."""
+        number = record["tasks"][task.name][1]
+        chunks.reset(task)
+        array = self._sbatch(self._array_argv(job_dir, spec, number))
+        failed_array = record["tasks"][task.name][0]
+        record["tasks"][task.name] = [array, number]
+        record["arrays"].append(array)
+        record.setdefault("failed_arrays", []).append(failed_array)
+        old_join = record.get("join")
+        if old_join:
+            try:
+                run(["scancel", old_join])
+            except SlurmError:
+                pass
+        # The new join waits for the new array, and for what else is still running:
+        # afterok on arrays with no failure, afterany on those with one (their other
+        # tasks may still finish). A finished array is not named (Slurm may have
+        # forgotten it); the join checks every chunk itself.
+        live = set(array_id for array_id, _ in record["tasks"].values())
+        still = set(row.get("array_id") or row.get("id") for row in self._rows.values()
+                    if row["state"].split()[0].rstrip("+") in ACTIVE)
+        after_ok = [array] + [array_id for array_id in record["arrays"][:-1]
+                              if array_id in live and array_id in still
+                              and array_id not in record["failed_arrays"]]
+        after_any = [array_id for array_id in sorted(set(record["failed_arrays"]))
+                     if array_id in still]
+        record["join"] = self._sbatch(self._join_argv(job_dir, spec, after_ok, after_any))
+        record["job_ids"] = list(record["arrays"]) + [record["join"]]
+        jobdir.write_json(os.path.join(job_dir, SLURM_FILE), record)
+        self._looked = 0.0
+
+    def _scancel(self, record):
+        # type: (Dict[str, Any]) -> None
+        ids = list(record.get("arrays") or []) + ([record["join"]] if record.get("join") else [])
+        if ids:
+            try:
+                run(["scancel"] + ids)
+            except SlurmError:
+                pass
 
     # -- poll -------------------------------------------------------------------
 
@@ -358,8 +597,8 @@ class SlurmExecutor(Executor):
         (a short job ends between two looks: its node, start and end state were
         never seen)."""
         ids = told.get("job_ids") or []
-        if not ids or told.get("state") not in ACTIVE:
-            return told
+        if len(ids) != 1 or told.get("state") not in ACTIVE:
+            return told  # a chunked job's array and join: its status says it all
         row = self._ask_scontrol(ids[0])
         if row is None or row["state"] == "UNKNOWN":
             return told
@@ -406,6 +645,15 @@ class SlurmExecutor(Executor):
     def _follow(self, job_dir, status):
         # type: (str, Status) -> Status
         record = _slurm_record(job_dir)
+        if record.get("chunked") and record.get("arrays"):
+            if not record.get("join"):  # an agent that died between the two submissions
+                from .spec import Spec
+                spec = Spec.from_json(jobdir.read_json(os.path.join(job_dir, jobdir.SPEC)))
+                record["join"] = self._sbatch(self._join_argv(job_dir, spec, [], list(
+                    record["arrays"])))
+                record["job_ids"] = list(record["arrays"]) + [record["join"]]
+                jobdir.write_json(os.path.join(job_dir, SLURM_FILE), record)
+            return self._follow_chunked(job_dir, status, record)
         ids = record.get("job_ids") or []
         if not ids:
             ids = self._find_by_name(job_dir, record)
@@ -558,17 +806,25 @@ class SlurmExecutor(Executor):
 
     def cancel(self, job_dir, status):
         # type: (str, Status) -> Status
-        ids = _slurm_record(job_dir).get("job_ids") or []
+        record = _slurm_record(job_dir)
+        ids = list(record.get("job_ids") or []) + list(record.get("arrays") or [])
+        if record.get("join"):
+            ids.append(record["join"])
+        ids = sorted(set(ids))
         if ids:
             try:
-                run(["scancel"] + list(ids))
+                run(["scancel"] + ids)
             except SlurmError:
                 pass
         self._looked = 0.0
-        if status["status"] == protocol.QUEUED:
-            # Cancelled before it ran: it never will (scancel is immediate for a pending job).
+        if record.get("chunked") or status["status"] == protocol.QUEUED:
+            # Cancelled before it ran: it never will (scancel is immediate for a pending
+            # job); a chunked job's tasks each end canceled, and no runner of the whole
+            # job is there to say it.
             latest = jobdir.read_status(job_dir)
-            if latest["status"] == protocol.QUEUED:
+            if latest["status"] == protocol.QUEUED or record.get("chunked") and \
+                    latest["status"] not in protocol.FINAL_STATES and \
+                    latest.get("phase") != "joining":
                 return jobdir.end_job(job_dir, latest, protocol.CANCELED, "Canceled.")
         deadline = time.time() + CANCEL_WAIT
         while time.time() < deadline:
@@ -667,6 +923,29 @@ def _nodes(text):
     if not text or text in ("(null)", "None assigned", "N/A"):
         return []
     return [text]
+
+
+def _expand(text):
+    # type: (str) -> List[int]
+    """squeue's task ids of an array's unstarted tasks: "2-4%2" or "1,3,5-6"."""
+    numbers = []  # type: List[int]
+    for part in text.split("%")[0].strip("[]").split(","):
+        low, _, high = part.partition("-")
+        if low.isdigit() and (not high or high.isdigit()):
+            numbers.extend(range(int(low), int(high or low) + 1))
+    return numbers
+
+
+def _epoch_iso(text):
+    # type: (Optional[str]) -> Optional[float]
+    """An API time (``2026-12-02T00:02:39Z``) as seconds since the epoch."""
+    if not text:
+        return None
+    try:
+        import calendar
+        return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
 
 
 def _epoch(text):

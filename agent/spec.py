@@ -332,11 +332,12 @@ class Placement(Record):
     ``time`` such as ``"00:30:00"``, ``mem`` such as ``"4G"``) and the extra
     ``sbatch`` options the server's administrator set for the host."""
 
-    __slots__ = ("kind", "partition", "time", "cpus", "mem", "account", "qos", "options")
+    __slots__ = ("kind", "partition", "time", "cpus", "mem", "account", "qos", "options",
+                 "parallel")
 
     def __init__(self, kind="local", partition=None, time=None, cpus=None, mem=None,
-                 account=None, qos=None, options=None):
-        # type: (str, Optional[str], Optional[str], Optional[int], Optional[str], Optional[str], Optional[str], Optional[List[str]]) -> None  # noqa: E501
+                 account=None, qos=None, options=None, parallel=None):
+        # type: (str, Optional[str], Optional[str], Optional[int], Optional[str], Optional[str], Optional[str], Optional[List[str]], Optional[int]) -> None  # noqa: E501
         self.kind = kind
         self.partition = partition
         self.time = time
@@ -345,12 +346,13 @@ class Placement(Record):
         self.account = account
         self.qos = qos
         self.options = list(options or [])
+        self.parallel = parallel  # a chunked job's tasks at once (Slurm's array %M)
 
     def to_json(self):
         # type: () -> Dict[str, Any]
         return {"kind": self.kind, "partition": self.partition, "time": self.time,
                 "cpus": self.cpus, "mem": self.mem, "account": self.account,
-                "qos": self.qos, "options": list(self.options)}
+                "qos": self.qos, "options": list(self.options), "parallel": self.parallel}
 
     @classmethod
     def from_json(cls, data):
@@ -359,7 +361,40 @@ class Placement(Record):
             return cls()  # a spec written before placements: the local executor
         return cls(data.get("kind", "local"), data.get("partition"), data.get("time"),
                    data.get("cpus"), data.get("mem"), data.get("account"), data.get("qos"),
-                   data.get("options"))
+                   data.get("options"), data.get("parallel"))
+
+
+class Chunking(Record):
+    """How a job's output timeline is split: ``ranges`` of output frames ``[start,
+    end)``, in timeline order (one range: not split); ``requested`` is what the
+    request asked for (a number or ``"auto"``), ``note`` why the job runs with
+    fewer chunks than that (or unchunked), ``parallel`` how many run at once."""
+
+    __slots__ = ("ranges", "requested", "note", "parallel")
+
+    def __init__(self, ranges=None, requested=1, note=None, parallel=None):
+        # type: (Optional[List[List[int]]], Any, Optional[str], Optional[int]) -> None
+        self.ranges = [list(item) for item in ranges or []]
+        self.requested = requested
+        self.note = note
+        self.parallel = parallel
+
+    def count(self):
+        # type: () -> int
+        return max(1, len(self.ranges))
+
+    def to_json(self):
+        # type: () -> Dict[str, Any]
+        return {"ranges": [list(item) for item in self.ranges], "requested": self.requested,
+                "note": self.note, "parallel": self.parallel}
+
+    @classmethod
+    def from_json(cls, data):
+        # type: (Optional[Dict[str, Any]]) -> Chunking
+        if not data:
+            return cls()
+        return cls(data.get("ranges"), data.get("requested", 1), data.get("note"),
+                   data.get("parallel"))
 
 
 class Spec(Record):
@@ -370,12 +405,14 @@ class Spec(Record):
     """
 
     __slots__ = ("frame_rate", "frames_total", "canvas", "sources", "outputs", "burn_in",
-                 "notes", "job", "ffmpeg", "ffmpeg_fps_mode", "nice", "placement")
+                 "notes", "job", "ffmpeg", "ffmpeg_fps_mode", "nice", "placement", "chunks",
+                 "threads", "frame_offset", "intermediate")
 
     def __init__(self, frame_rate, frames_total, canvas, sources, outputs, burn_in=None,
                  notes=None, job="", ffmpeg="", ffmpeg_fps_mode=False, nice=0,
-                 placement=None):
-        # type: (str, int, Canvas, List[Source], List[Output], Optional[BurnIn], Optional[List[str]], str, str, bool, int, Optional[Placement]) -> None  # noqa: E501
+                 placement=None, chunks=None, threads=None, frame_offset=0,
+                 intermediate=False):
+        # type: (str, int, Canvas, List[Source], List[Output], Optional[BurnIn], Optional[List[str]], str, str, bool, int, Optional[Placement], Optional[Chunking], Optional[int], int, bool) -> None  # noqa: E501
         self.frame_rate = frame_rate  # exact: "25", "30000/1001", "1/5"
         self.frames_total = frames_total
         self.canvas = canvas
@@ -388,6 +425,12 @@ class Spec(Record):
         self.ffmpeg_fps_mode = ffmpeg_fps_mode  # whether it has -fps_mode (5.1 and later)
         self.nice = nice  # the CPU priority the runner sets for itself, and so for ffmpeg
         self.placement = placement or Placement()  # where the work runs
+        self.chunks = chunks or Chunking()  # how the frames are split (one range: not)
+        self.threads = threads  # ffmpeg's -threads for each encode; None: ffmpeg's choice
+        # A chunk's spec (agent/chunks.py): where its first frame is in the whole
+        # video, and that its videos are intermediates (IVF, Annex B) for the join.
+        self.frame_offset = frame_offset
+        self.intermediate = intermediate
 
     def composed(self):
         # type: () -> bool
@@ -409,6 +452,10 @@ class Spec(Record):
             "ffmpeg_fps_mode": self.ffmpeg_fps_mode,
             "nice": self.nice,
             "placement": self.placement.to_json(),
+            "chunks": self.chunks.to_json(),
+            "threads": self.threads,
+            "frame_offset": self.frame_offset,
+            "intermediate": self.intermediate,
         }
 
     @classmethod
@@ -420,4 +467,6 @@ class Spec(Record):
                    [Output.from_json(output) for output in data["outputs"]],
                    BurnIn.from_json(burn_in) if burn_in is not None else None,
                    list(data["notes"]), data["job"], data["ffmpeg"], data["ffmpeg_fps_mode"],
-                   data["nice"], Placement.from_json(data.get("placement")))
+                   data["nice"], Placement.from_json(data.get("placement")),
+                   Chunking.from_json(data.get("chunks")), data.get("threads"),
+                   data.get("frame_offset", 0), data.get("intermediate", False))

@@ -60,9 +60,11 @@ def _ass_time(seconds):
                                   centis % 100)
 
 
-def write_assets(job_dir, spec, rate):
-    # type: (str, Spec, float) -> None
-    """Write the font, label files and the file-name subtitles a job draws."""
+def write_assets(job_dir, spec, rate, whole=None):
+    # type: (str, Spec, float, Optional[Spec]) -> None
+    """Write the font, label files and the file-name subtitles a job draws (for a
+    chunk, ``whole`` is the job's spec: the file names are the whole job's, from
+    the chunk's first frame)."""
     burn_in = spec.burn_in
     labels = [source.label for source in spec.sources]
     if burn_in is None and not any(labels):
@@ -79,13 +81,15 @@ def write_assets(job_dir, spec, rate):
                 handle.write(label.encode("utf-8"))
     if burn_in is not None and burn_in.frame_number:
         with open(os.path.join(job_dir, "frame-number.txt"), "w") as handle:
-            handle.write("%{eif:n+1:d}")
+            # A chunk's frames are numbered from where the chunk starts.
+            handle.write("%%{eif:n+%d:d}" % (spec.frame_offset + 1))
     if burn_in is not None and burn_in.filename:
-        _write_filenames(os.path.join(job_dir, "filenames.ass"), spec, burn_in, rate)
+        _write_filenames(os.path.join(job_dir, "filenames.ass"), whole or spec, burn_in,
+                         rate, spec.frame_offset if whole is not None else 0)
 
 
-def _write_filenames(path, spec, burn_in, rate):
-    # type: (str, Spec, BurnIn, float) -> None
+def _write_filenames(path, spec, burn_in, rate, offset=0):
+    # type: (str, Spec, BurnIn, float, int) -> None
     canvas = spec.canvas
     size = font_size(spec)
     position = burn_in.position
@@ -101,9 +105,12 @@ def _write_filenames(path, spec, burn_in, rate):
         handle.write("Style: Burn,%s,%d,&H00FFFFFF,&H80000000,&H80000000,3,2,0,%d,%d,%d,%d\n\n"
                      % (FONT_FAMILY, size, _ASS_ALIGN[position], MARGIN, MARGIN, vertical))
         handle.write("[Events]\nFormat: Layer, Start, End, Style, Text\n")
-        frame = 0
+        frame = -offset
         for image in spec.sources[0].frames:
             held = image.repeat
+            if frame + held <= 0:  # before the chunk
+                frame += held
+                continue
             start, end = frame / rate - half, (frame + held) / rate - half
             handle.write("Dialogue: 0,%s,%s,Burn,%s\n" % (
                 _ass_time(start), _ass_time(end), ass_text(os.path.basename(image.path))))

@@ -127,6 +127,9 @@ class HostConfig:
     cpus_per_task: int = 0
     mem: str = ""
     sbatch_options: list[str] = field(default_factory=list)
+    # A chunked job's tasks running at once on this host (Slurm: the job array's %M
+    # cap; locally: processes); 0: every chunk at once on Slurm, the cores locally.
+    max_parallel_chunks: int = 0
 
 
 @dataclass
@@ -390,6 +393,9 @@ def check(config: Config) -> None:
         if host.cpus_per_task < 0:
             raise ConfigError(f"hosts.{name}.cpus_per_task must be 1 or more (0: Slurm's "
                               "default)")
+        if not 0 <= host.max_parallel_chunks <= 1024:
+            raise ConfigError(f"hosts.{name}.max_parallel_chunks must be from 1 to 1024 (0: "
+                              f"no cap), found {host.max_parallel_chunks}")
         if host.nice is not None and not 0 <= host.nice <= 19:
             raise ConfigError(f"hosts.{name}.nice must be a priority from 0 to 19, found "
                               f"{host.nice}")

@@ -148,6 +148,9 @@ class JobStatus(TypedDict, total=False):
     runner_max_rss_kb: int
     scheduler: dict[str, Any]  # a batch job's: Slurm's ids, state, reason, nodes
     executor: str  # where its work runs: local, or slurm
+    chunking: dict[str, Any]  # how it is split into chunks (agent/chunks.py)
+    chunks: list[dict[str, Any]]  # a chunked job's tasks
+    join_seconds: float  # a chunked job's join
 
 
 def with_changes(base: JobStatus, **changes: Any) -> JobStatus:

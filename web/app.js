@@ -317,6 +317,8 @@ function placementRequest(body) {
   if ($("placement").hidden) return;
   body.executor = $("executor").value;
   if (body.executor !== "slurm") return;
+  const chunks = Number($("chunks").value);
+  if (chunks > 1) body.chunks = chunks;
   body.slurm = { partition: $("partition").value };
   const limit = $("slurm-time").value.trim();
   if (limit) body.slurm.time = limit;
@@ -347,6 +349,21 @@ function schedulerText(status) {
   }
   if (s.nodes && s.nodes.length) parts.push(`on ${s.nodes.join(", ")}`);
   return parts.join(" · ");
+}
+
+// A chunked job's parts: how many are done, running (and where), waiting.
+function chunksText(status) {
+  const chunks = (status.chunks || []).filter((item) => item.index !== null);
+  if (!chunks.length) return "";
+  const count = (state) => chunks.filter((item) => item.state === state).length;
+  const nodes = [...new Set(chunks.filter((item) => item.state === "running" && item.node)
+    .map((item) => item.node))];
+  const running = count("running") ? `${count("running")} running` +
+    (nodes.length ? ` on ${nodes.join(", ")}` : "") : "";
+  const retried = chunks.filter((item) => item.attempts > 1).length;
+  return [`${chunks.length} chunks: ${count("succeeded")} done`, running,
+    count("queued") ? `${count("queued")} waiting` : "",
+    retried ? `${retried} retried` : ""].filter(Boolean).join(", ");
 }
 
 // -- the video --------------------------------------------------------------
@@ -398,7 +415,7 @@ function showStatus(status) {
   const frames = status.frames_total ? `${status.frames_done} of ${status.frames_total} frames` : "";
   const parts = [status.message, frames, `${Math.floor(status.progress || 0)}%`, eta(status.eta_seconds)];
   $("progress-text").textContent = parts.filter(Boolean).join(" · ");
-  const scheduler = schedulerText(status);
+  const scheduler = [schedulerText(status), chunksText(status)].filter(Boolean).join(" · ");
   $("scheduler-text").textContent = scheduler;
   $("scheduler-text").hidden = !scheduler;
   $("progress").dataset.status = status.status;

@@ -105,6 +105,8 @@ def add_parser(commands: Any) -> None:
     create.add_argument("--time", default=None, help="Slurm time limit, e.g. 00:30:00")
     create.add_argument("--cpus", type=int, default=None, help="Slurm CPUs for the encode")
     create.add_argument("--mem", default=None, help="Slurm memory, e.g. 4G")
+    create.add_argument("--chunks", default=None, type=_chunks,
+                        help="encode in N parts at once (Slurm: one per node), or auto")
     login_options(create)
     server_options(create, top=False)
 
@@ -309,14 +311,23 @@ def images_of(client: Client, sid: str, path: str, step: int | None) -> dict[str
     return images
 
 
+def _chunks(text: str) -> int | str:
+    """``--chunks``: a whole number or ``auto`` (the server checks the range)."""
+    if text == "auto":
+        return text
+    if not re.fullmatch(r"\d{1,4}", text):
+        raise argparse.ArgumentTypeError(f"--chunks takes a whole number or auto, not {text!r}")
+    return int(text)
+
+
 def video_request(args: argparse.Namespace, images: dict[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = {"content-type": output_path(args.output), "images": images}
     if args.frame_rate is not None:
         body["frame-rate"] = (float(args.frame_rate)
                               if re.fullmatch(r"\d+(\.\d+)?", args.frame_rate)
                               else args.frame_rate)
-    for key in ("width", "height", "crf", "codec", "preset"):
-        if getattr(args, key) is not None:
+    for key in ("width", "height", "crf", "codec", "preset", "chunks"):
+        if getattr(args, key, None) is not None:
             body[key] = getattr(args, key)
     slurm = {key: getattr(args, key) for key in ("partition", "time", "cpus", "mem")
              if getattr(args, key) is not None}
@@ -394,6 +405,12 @@ def describe_phase(status: dict[str, Any]) -> str:
     job = f"Slurm job {scheduler['job_ids'][0]}" if scheduler.get("job_ids") else ""
     if status.get("status") == "queued" and scheduler.get("reason_text"):
         return f"queued ({job}: {scheduler['reason_text']})"
+    chunks = [item for item in status.get("chunks") or [] if item.get("index") is not None]
+    if status.get("status") == "running" and chunks:
+        done = sum(item.get("state") == "succeeded" for item in chunks)
+        running = sum(item.get("state") == "running" for item in chunks)
+        return (f"{status.get('phase') or 'running'}: {len(chunks)} chunks, {running} running, "
+                f"{done} done")
     if status.get("status") == "running" and scheduler.get("nodes"):
         return f"{status.get('phase') or 'running'} on {', '.join(scheduler['nodes'])}"
     return str(status.get("phase") or status.get("status", ""))

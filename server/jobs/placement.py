@@ -61,7 +61,8 @@ def placement(body: dict[str, Any], profile: HostConfig, hello: Hello,
         if asked:
             raise errors.ValidationError("slurm", "slurm options need \"executor\": "
                                                   "\"slurm\".")
-        return {"kind": "local"}
+        return {"kind": "local", **({"parallel": profile.max_parallel_chunks}
+                                    if profile.max_parallel_chunks else {})}
     slurm = hello.get("slurm")
     if slurm and not slurm.get("partitions"):
         said = slurm.get("error") or "it lists no partition you may submit to"
@@ -100,7 +101,8 @@ def placement(body: dict[str, Any], profile: HostConfig, hello: Hello,
                                            f"name: {value!r}.", code="slurm-config")
     return {"kind": "slurm", "partition": name, "time": limit, "cpus": cpus, "mem": mem,
             "account": profile.account or None, "qos": profile.qos or None,
-            "options": list(profile.sbatch_options)}
+            "options": list(profile.sbatch_options),
+            "parallel": profile.max_parallel_chunks or None}
 
 
 def _time(asked: dict[str, Any], profile: HostConfig, partition: Partition) -> str | None:

@@ -44,6 +44,8 @@ class JobView(TypedDict, total=False):
     runner_max_rss_kb: int | None
     executor: str  # local, or slurm
     scheduler: dict[str, Any] | None  # a batch job's: Slurm's ids, state, reason, nodes
+    chunking: dict[str, Any]  # how the job is split: chunks, requested, parallel, note
+    chunks: list[dict[str, Any]]  # a chunked job's tasks: index, frames, state, node
     outputs: list[OutputView]
     returncode: int | None  # failed only
     stderr: str  # failed only
@@ -85,6 +87,9 @@ def job_view(record: JobRecord, sid: str, status: JobStatus | None = None, *,
         "executor": status.get("executor", "local"),
         "scheduler": scheduler_view(status.get("scheduler"),
                                     status.get("events", {}).get("completed")),
+        "chunking": status.get("chunking") or {"chunks": 1, "requested": 1, "parallel": 1,
+                                               "note": None},
+        "chunks": [chunk_view(item) for item in status.get("chunks") or []],
         "outputs": [],
     })
     if state is JobState.SUCCEEDED:
@@ -136,6 +141,15 @@ def storage_view(record: JobRecord, completed: float | None, expires: float | No
     """A job in its owner's storage listing."""
     return {**summary(record), "completed": iso(completed), "expires": iso(expires),
             "size": size, "delete_requested": record.delete_requested}
+
+
+CHUNK_FIELDS = ("index", "name", "first_frame", "frames", "state", "frames_done", "node",
+                "attempts", "message", "seconds", "cpu_seconds", "started")
+
+
+def chunk_view(chunk: dict[str, Any]) -> dict[str, Any]:
+    """One task of a chunked job (agent/chunks.py's view), its known fields only."""
+    return {key: chunk.get(key) for key in CHUNK_FIELDS}
 
 
 def scheduler_view(scheduler: dict[str, Any] | None, completed: Any = None,
