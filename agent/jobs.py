@@ -90,6 +90,8 @@ class JobStore(object):
             self._shared_or_refuse()
         # A batch job's priority is Slurm's business; a local one yields to the agent.
         spec.nice = self.nice if spec.placement.kind == "local" else 0
+        if spec.placement.kind == "slurm" and spec.placement.cpus and not spec.threads:
+            spec.threads = spec.placement.cpus  # what Slurm gave it, not the node's cores
         spec.chunks = chunks.plan(spec, chunks.requested(args.get("chunks")),
                                   os.cpu_count() or 1, spec.placement.parallel,
                                   self._nodes(spec.placement.partition))
