@@ -111,7 +111,7 @@ def finish_joined(job_dir, spec, status):
     # type: (str, Spec, Dict[str, Any]) -> None
     """Join, and write the job's final status either way."""
     status.update({"phase": "joining", "message": "Joining %d chunks." % spec.chunks.count(),
-                   "eta_seconds": None})
+                   "eta_seconds": None, "join_started": True})
     jobdir.write_status(job_dir, status)
     started = time.time()
     before = _children_cpu()
@@ -209,6 +209,11 @@ class ChunkedRunner(object):
             else:
                 self._show(found, started, force=True)
                 finish_joined(self.job_dir, spec, self.status)
+                if self.canceled and self.status["status"] != protocol.SUCCEEDED:
+                    # The join's ffmpeg was stopped by the cancel: that is no failure.
+                    jobdir.remove_temporaries(self.job_dir)
+                    jobdir.finished(self.status, protocol.CANCELED, "Canceled.")
+                    jobdir.write_status(self.job_dir, self.status)
         except Exception as error:  # the job must end with a status, whatever happened
             self._on_signal(signal.SIGTERM, None)
             self._wait_children()
@@ -302,10 +307,19 @@ def main_join(job_dir):
     """``run-join JOB_DIR``: the join of a chunked batch job, after its array."""
     spec = Spec.from_json(jobdir.read_json(os.path.join(job_dir, jobdir.SPEC)))
     status = jobdir.read_status(job_dir)
-    if status["status"] in protocol.FINAL_STATES:
+    if status["status"] in protocol.FINAL_STATES or \
+            os.path.exists(os.path.join(job_dir, jobdir.CANCEL_MARK)):
+        return 0
+    found = chunks.tasks(job_dir, spec)
+    missing = [task for task in found
+               if chunks.task_status(task).get("status") != protocol.SUCCEEDED]
+    if missing:
+        # Started before a retry (afterany on an array with a failure): the agent
+        # submits another join that waits for it.  Nothing is joined, nothing ends.
+        sys.stderr.write("framewire: %s is not complete; not joining yet\n"
+                         % describe(missing[0]))
         return 0
     status.update({"status": protocol.RUNNING, "pid": os.getpid()})
-    found = chunks.tasks(job_dir, spec)
     status["chunks"] = views(job_dir, spec, found)
     status.update(chunks.summary(spec, status["chunks"], None))
     finish_joined(job_dir, spec, status)
@@ -323,12 +337,16 @@ def main_task(job_dir, number):
         sys.stderr.write("framewire: job %s has no task %d\n" % (spec.job, number))
         return 2
     task = found[number]
+    if jobdir.read_status(job_dir)["status"] in protocol.FINAL_STATES or \
+            os.path.exists(os.path.join(job_dir, jobdir.CANCEL_MARK)):
+        return 0  # the job ended (or is being cancelled) while this task waited
     status = chunks.task_status(task)
     if status.get("status") == protocol.SUCCEEDED:
         return 0  # done by an earlier attempt
     if status.get("status") in protocol.FINAL_STATES or status.get("phase") == "stopped" \
             or status.get("status") == protocol.RUNNING:
+        attempts = status.get("attempts", 0)  # counted by the agent at submission
         status = chunks.reset(task)
-    status["attempts"] = int(status.get("attempts", 0)) + 1
-    jobdir.write_status(task.directory, status)
+        status["attempts"] = attempts
+        jobdir.write_status(task.directory, status)
     return Runner(task.directory).run()

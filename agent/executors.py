@@ -113,6 +113,8 @@ class LocalExecutor(Executor):
                     continue
                 if status["status"] not in protocol.FINAL_STATES \
                         and not alive(status.get("pid")):
+                    # Whatever the runner left in its group (a chunked job's tasks) goes too.
+                    signal_group(status.get("pid"), signal.SIGKILL)
                     status = jobdir.abandon(job_dir, status)
             current[job_dir] = status
         return current

@@ -42,6 +42,7 @@ class Runner(object):
         self.asked = False  # the signal came from a cancel framewire asked for
         self._last_write = 0.0
         self._started = time.time()
+        self.whole = None  # type: Optional[Spec]  # a chunk's job, for messages
 
     def _path(self, name):
         # type: (str) -> str
@@ -157,6 +158,7 @@ class Runner(object):
         if self.job_dir_of_task is not None:
             whole = Spec.from_json(jobdir.read_json(os.path.join(self.job_dir_of_task,
                                                                  jobdir.SPEC)))
+            self.whole = whole
         text.write_assets(self.job_dir, spec, float(Fraction(spec.frame_rate)), whole)
         total = spec.frames_total
         self.status.update({"phase": "encoding", "message": "Encoding."})
@@ -270,7 +272,9 @@ class Runner(object):
                 path = os.readlink(os.path.join(directory, link))
             except (OSError, IndexError):
                 return None
-            return describe_frame(self.spec, segments[index].source, path, reason)
+            # A chunk names the image by its place in the whole job.
+            return describe_frame(self.whole or self.spec, segments[index].source, path,
+                                  reason)
         return None
 
     def _progress(self, done, total):

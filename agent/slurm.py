@@ -24,6 +24,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: F401 (type comments)
 
@@ -272,6 +273,7 @@ class SlurmExecutor(Executor):
         self._looked = 0.0
         self._interval = FIRST_LOOK
         self._last_seen = None  # type: Optional[Dict[str, Tuple[str, str, str]]]
+        self._lock = threading.RLock()  # following a chunked job, and cancelling one
 
     # -- submit -----------------------------------------------------------
 
@@ -394,16 +396,20 @@ class SlurmExecutor(Executor):
 
     def _submit_chunked(self, job_dir, spec):
         # type: (str, Any) -> None
-        found = chunks.prepare(job_dir, spec, spec.placement.cpus or 1)
+        found = chunks.prepare(job_dir, spec, spec.placement.cpus)
         self._write_scripts(job_dir)
         record = {"name": NAME_PREFIX + spec.job, "job_ids": [], "submitted": self.now(),
                   "chunked": True, "tasks": {}, "arrays": [], "join": None}  # type: Dict[str, Any]
         jobdir.write_json(os.path.join(job_dir, SLURM_FILE), record)
         last = len(found) - 1
-        cap = spec.chunks.parallel
+        cap = spec.placement.parallel  # the host profile's max_parallel_chunks, if any
         numbers = "0-%d" % last if last else "0"
         if cap and cap < len(found):
             numbers += "%%%d" % cap
+        for task in found:  # counted at submission (a task that never starts counts)
+            told = chunks.task_status(task)
+            told["attempts"] = 1
+            jobdir.write_status(task.directory, told)
         array = self._sbatch(self._array_argv(job_dir, spec, numbers))
         record["arrays"] = [array]
         record["tasks"] = {task.name: [array, str(number)] for number, task in enumerate(found)}
@@ -419,9 +425,10 @@ class SlurmExecutor(Executor):
         jobdir.write_json(os.path.join(job_dir, SLURM_FILE), record)
         self._looked = 0.0
 
-    def _task_rows(self, record):
-        # type: (Dict[str, Any]) -> Dict[str, Dict[str, str]]
-        """squeue's row for each task still known to it, by task name."""
+    def _task_rows(self, record, names):
+        # type: (Dict[str, Any], List[str]) -> Dict[str, Optional[Dict[str, str]]]
+        """squeue's row for each task named (scontrol's for one squeue no longer lists;
+        None for one Slurm does not know at all), by task name."""
         by_place = {}  # type: Dict[Tuple[str, str], Dict[str, str]]
         for row in self._rows.values():
             array, task = row.get("array_id", ""), row.get("task", "")
@@ -430,136 +437,176 @@ class SlurmExecutor(Executor):
             elif array and task not in ("", "N/A"):  # "2-4%2": tasks not yet started
                 for number in _expand(task):
                     by_place.setdefault((array, str(number)), dict(row, state="PENDING"))
-        found = {}  # type: Dict[str, Dict[str, str]]
-        for name, (array, number) in record.get("tasks", {}).items():
-            known = by_place.get((array, number)) or \
+        found = {}  # type: Dict[str, Optional[Dict[str, str]]]
+        for name in names:
+            array, number = record["tasks"][name]
+            found[name] = by_place.get((array, number)) or \
                 self._ask_scontrol("%s_%s" % (array, number))
-            if known is not None:
-                found[name] = known
         return found
 
-    def _follow_chunked(self, job_dir, status, record):
-        # type: (str, Status, Dict[str, Any]) -> Status
+    def _follow_chunked(self, job_dir, status):
+        # type: (str, Status) -> Status
+        """A chunked job: its tasks (retried alone when Slurm ends one without its
+        chunk), its join, and the status composed from the tasks' own."""
         from .chunked import describe, views
         from .spec import Spec
 
-        spec = Spec.from_json(jobdir.read_json(os.path.join(job_dir, jobdir.SPEC)))
-        found = chunks.tasks(job_dir, spec)
-        asked = os.path.exists(os.path.join(job_dir, jobdir.CANCEL_MARK))
-        rows = self._task_rows(record)
-        nodes = {}  # type: Dict[str, str]
-        waiting = running = 0
-        for task in found:
-            row = rows.get(task.name)
-            told = chunks.task_status(task)
-            state = row["state"].split()[0].rstrip("+") if row else "UNKNOWN"
-            if row and _nodes(row.get("nodes")):
-                nodes[task.name] = _nodes(row.get("nodes"))[0]
-            if told.get("status") == protocol.SUCCEEDED:
-                continue
-            if state in STILL_QUEUED:
-                waiting += 1
-            elif state in ACTIVE:
-                running += 1
-            elif state != "UNKNOWN" and not asked:
-                # The task's Slurm job ended without its chunk: retry it alone, or fail.
-                latest = chunks.task_status(task)
-                if latest.get("status") == protocol.SUCCEEDED:
+        with self._lock:  # the watcher and a cancel must not retry (or cancel) at once
+            record = _slurm_record(job_dir)
+            latest = jobdir.read_status(job_dir)
+            if latest["status"] in protocol.FINAL_STATES:
+                return latest
+            spec = Spec.from_json(jobdir.read_json(os.path.join(job_dir, jobdir.SPEC)))
+            found = chunks.tasks(job_dir, spec)
+            asked = os.path.exists(os.path.join(job_dir, jobdir.CANCEL_MARK))
+            told_tasks = {task.name: chunks.task_status(task) for task in found}
+            unfinished = [task.name for task in found
+                          if told_tasks[task.name].get("status") != protocol.SUCCEEDED]
+            rows = self._task_rows(record, unfinished)
+            nodes = {}  # type: Dict[str, str]
+            waiting = running = 0
+            for task in found:
+                told = told_tasks[task.name]
+                node = told.get("node")
+                if node:
+                    nodes[task.name] = node
+                if task.name not in unfinished:
                     continue
-                if latest.get("attempts", 0) >= chunks.MAX_ATTEMPTS:
-                    self._scancel(record)
-                    latest_job = jobdir.read_status(job_dir)
-                    latest_job["chunks"] = views(job_dir, spec, found, nodes)
-                    return jobdir.end_job(job_dir, latest_job, protocol.FAILED,
-                                          "%s failed %d times; the last time: %s" % (
-                                              describe(task), latest.get("attempts", 0),
-                                              latest.get("message") if latest.get("status")
-                                              in protocol.FINAL_STATES else
-                                              "Slurm ended its task as %s" % state))
-                self._retry(job_dir, spec, record, task)
-                waiting += 1
-        latest = jobdir.read_status(job_dir)
-        if latest["status"] in protocol.FINAL_STATES or latest.get("phase") == "joining":
-            return latest
-        join_row = self._rows.get(record.get("join") or "") or (
-            self._ask_scontrol(record["join"]) if record.get("join") else None)
-        join_state = join_row["state"].split()[0].rstrip("+") if join_row else "UNKNOWN"
-        if join_row is not None and join_state not in ACTIVE and join_state != "UNKNOWN":
-            again = jobdir.read_status(job_dir)
-            if again["status"] in protocol.FINAL_STATES:
-                return again
-            if asked:
-                return jobdir.end_job(job_dir, again, protocol.CANCELED, "Canceled.")
-            if join_state == "CANCELLED" and (waiting or running):
-                return again  # replaced by a retry's join; the next look sees the new one
-            return self._ended(job_dir, again, record["join"], join_row, join_state)
-        if join_row is None and record.get("join") and not waiting and not running:
-            return self._lost(job_dir, latest, record["join"])
-        shown = views(job_dir, spec, found, nodes)
-        done = sum(1 for view in shown if view["state"] == protocol.SUCCEEDED)
-        composed = dict(latest)
-        composed["chunks"] = shown
-        starts = [moment for moment in (_epoch_iso(view.get("started")) for view in shown)
-                  if moment is not None]
-        composed.update(chunks.summary(spec, shown, min(starts) if starts else None))
-        if running:
-            composed.update({"status": protocol.RUNNING, "phase": "encoding",
-                             "message": "Encoding %d chunks: %d running, %d waiting, %d done."
-                             % (len([t for t in found if t.index is not None]), running,
-                                waiting, done)})
-            if not composed["events"].get("started"):
-                composed["events"]["started"] = jobdir.now()
-        elif waiting:
-            composed.update({"phase": "waiting in queue", "message": "Waiting in the Slurm "
-                             "queue: %d of %d tasks to run." % (waiting, len(found))})
-        elif done == len(found):
-            composed.update({"phase": "joining", "message": "Waiting for the join to start."})
-        told = dict(_remembered(job_dir), kind="slurm", job_ids=list(record.get("job_ids", [])),
-                    state="RUNNING" if running else ("PENDING" if waiting else join_state),
-                    nodes=sorted(set(nodes.values())))
-        if told != _remembered(job_dir):
-            _remember(job_dir, told)
-        composed["scheduler"] = told
-        comparable = ("status", "phase", "frames_done", "chunks", "message")
-        if any(composed.get(key) != latest.get(key) for key in comparable):
-            again = jobdir.read_status(job_dir)
-            if again["status"] not in protocol.FINAL_STATES and again.get("phase") != "joining":
-                stored = dict(composed)
-                stored.pop("scheduler", None)
-                jobdir.write_status(job_dir, stored)
-        return composed
+                row = rows.get(task.name)
+                # None: Slurm no longer knows the task at all; it is gone.
+                state = row["state"].split()[0].rstrip("+") if row else "GONE"
+                if row and _nodes(row.get("nodes")):
+                    nodes[task.name] = _nodes(row.get("nodes"))[0]
+                if state == "UNKNOWN":  # Slurm did not answer: counts as still going
+                    running += 1
+                elif state in STILL_QUEUED:
+                    waiting += 1
+                elif state in ACTIVE:
+                    running += 1
+                elif not asked:
+                    # Its Slurm job ended without the chunk: try it again alone, or fail.
+                    if chunks.task_status(task).get("status") == protocol.SUCCEEDED:
+                        continue
+                    if int(told.get("attempts", 0)) >= chunks.MAX_ATTEMPTS:
+                        self._scancel(record)
+                        latest = jobdir.read_status(job_dir)
+                        latest["chunks"] = views(job_dir, spec, found, nodes)
+                        return jobdir.end_job(
+                            job_dir, latest, protocol.FAILED, "%s failed %d times; the last "
+                            "time: %s" % (describe(task), int(told.get("attempts", 0)),
+                                          told.get("message") if told.get("status") in
+                                          protocol.FINAL_STATES else "Slurm ended its task "
+                                          "as %s" % state.lower()))
+                    self._retry(job_dir, spec, record, task)
+                    waiting += 1
+            latest = jobdir.read_status(job_dir)
+            if latest["status"] in protocol.FINAL_STATES:
+                return latest
+            join_id = record.get("join")
+            join_row = (self._rows.get(join_id) or self._ask_scontrol(join_id)) \
+                if join_id else None
+            join_state = join_row["state"].split()[0].rstrip("+") if join_row else "GONE"
+            if join_state not in ACTIVE and join_state != "UNKNOWN":
+                if asked:
+                    return jobdir.end_job(job_dir, latest, protocol.CANCELED, "Canceled.")
+                if waiting or running:
+                    # Replaced by a retry's join, or one that started before a retry and
+                    # found a chunk missing: a join that waits for what still runs.
+                    self._new_join(job_dir, spec, record)
+                elif not latest.get("join_started") and join_state in ("CANCELLED", "GONE"):
+                    # Every chunk is done and the join never ran (a task's exit status
+                    # broke its afterok after the chunk was written): join now.
+                    self._new_join(job_dir, spec, record, depend=False)
+                elif join_row is None:
+                    return self._lost(job_dir, latest, join_id or "?")
+                else:
+                    return self._ended(job_dir, latest, join_id or "?", join_row, join_state)
+            if latest.get("join_started"):  # the join runs and writes the status itself
+                return dict(latest, scheduler=dict(_remembered(job_dir), state=join_state))
+            shown = views(job_dir, spec, found, nodes)
+            done = sum(1 for view in shown if view["state"] == protocol.SUCCEEDED)
+            composed = dict(latest)
+            composed["chunks"] = shown
+            starts = [moment for moment in (_epoch_iso(view.get("started")) for view in shown)
+                      if moment is not None]
+            composed.update(chunks.summary(spec, shown, min(starts) if starts else None))
+            count = len([task for task in found if task.index is not None])
+            if running:
+                composed.update({"status": protocol.RUNNING, "phase": "encoding",
+                                 "message": "Encoding %d chunks: %d running, %d waiting, %d "
+                                 "done." % (count, running, waiting, done)})
+                if not composed["events"].get("started"):
+                    composed["events"]["started"] = jobdir.now()
+            elif waiting:
+                composed.update({"phase": "waiting in queue", "message": "Waiting in the "
+                                 "Slurm queue: %d of %d tasks to run." % (waiting, len(found))})
+            else:
+                composed.update({"phase": "joining", "eta_seconds": None,
+                                 "message": "Every chunk is done; waiting for the join to "
+                                            "start."})
+            scheduler = dict(_remembered(job_dir), kind="slurm",
+                             job_ids=list(record.get("job_ids", [])),
+                             state="RUNNING" if running else
+                             ("PENDING" if waiting else join_state),
+                             nodes=sorted(set(nodes.values())))
+            _remember(job_dir, scheduler)
+            composed["scheduler"] = scheduler
+            comparable = ("status", "phase", "frames_done", "chunks", "message")
+            if any(composed.get(key) != latest.get(key) for key in comparable):
+                again = jobdir.read_status(job_dir)
+                if again["status"] not in protocol.FINAL_STATES \
+                        and not again.get("join_started"):
+                    stored = dict(composed)
+                    stored.pop("scheduler", None)
+                    jobdir.write_status(job_dir, stored)
+            return composed
+
+    def _active_arrays(self, record):
+        # type: (Dict[str, Any]) -> List[str]
+        """The job's arrays with a task Slurm still runs or holds (per the last look)."""
+        still = set(row.get("array_id") or row.get("id") for row in self._rows.values()
+                    if row["state"].split()[0].rstrip("+") in ACTIVE)
+        return [array for array in record.get("arrays", []) if array in still]
 
     def _retry(self, job_dir, spec, record, task):
         # type: (str, Any, Dict[str, Any], chunks.Task) -> None
-        """Submit one task again, alone, and a new join waiting for it too."""
+        """Submit one task again, alone, and a join that waits for it too.  The record
+        is written after each submission, so nothing submitted is ever unrecorded."""
         number = record["tasks"][task.name][1]
-        chunks.reset(task)
+        attempts = int(chunks.task_status(task).get("attempts", 0))
+        fresh = chunks.reset(task)
+        fresh["attempts"] = attempts + 1  # counted at submission: a task that never
+        jobdir.write_status(task.directory, fresh)  # starts still uses up its attempts
         array = self._sbatch(self._array_argv(job_dir, spec, number))
-        failed_array = record["tasks"][task.name][0]
+        record.setdefault("failed_arrays", []).append(record["tasks"][task.name][0])
         record["tasks"][task.name] = [array, number]
         record["arrays"].append(array)
-        record.setdefault("failed_arrays", []).append(failed_array)
-        old_join = record.get("join")
-        if old_join:
-            try:
-                run(["scancel", old_join])
-            except SlurmError:
-                pass
-        # The new join waits for the new array, and for what else is still running:
-        # afterok on arrays with no failure, afterany on those with one (their other
-        # tasks may still finish). A finished array is not named (Slurm may have
-        # forgotten it); the join checks every chunk itself.
-        live = set(array_id for array_id, _ in record["tasks"].values())
-        still = set(row.get("array_id") or row.get("id") for row in self._rows.values()
-                    if row["state"].split()[0].rstrip("+") in ACTIVE)
-        after_ok = [array] + [array_id for array_id in record["arrays"][:-1]
-                              if array_id in live and array_id in still
-                              and array_id not in record["failed_arrays"]]
-        after_any = [array_id for array_id in sorted(set(record["failed_arrays"]))
-                     if array_id in still]
+        record["job_ids"] = list(record["arrays"]) + ([record["join"]] if record.get("join")
+                                                      else [])
+        jobdir.write_json(os.path.join(job_dir, SLURM_FILE), record)
+        self._new_join(job_dir, spec, record, fresh_array=array)
+
+    def _new_join(self, job_dir, spec, record, depend=True, fresh_array=None):
+        # type: (str, Any, Dict[str, Any], bool, Optional[str]) -> None
+        """Submit a join that waits for every array still running (afterok on one with
+        no failure, afterany on one with a failure: its other tasks may still end),
+        record it, then cancel the join it replaces.  A finished array is not named
+        (Slurm may have forgotten it): the join checks every chunk itself."""
+        failed = set(record.get("failed_arrays") or [])
+        active = self._active_arrays(record)
+        if fresh_array and fresh_array not in active:
+            active.append(fresh_array)  # just submitted: not in the last look yet
+        after_ok = [array for array in active if array not in failed] if depend else []
+        after_any = [array for array in active if array in failed] if depend else []
+        old = record.get("join")
         record["join"] = self._sbatch(self._join_argv(job_dir, spec, after_ok, after_any))
         record["job_ids"] = list(record["arrays"]) + [record["join"]]
         jobdir.write_json(os.path.join(job_dir, SLURM_FILE), record)
+        if old:
+            try:
+                run(["scancel", old])
+            except SlurmError:
+                pass
         self._looked = 0.0
 
     def _scancel(self, record):
@@ -648,12 +695,10 @@ class SlurmExecutor(Executor):
         if record.get("chunked") and record.get("arrays"):
             if not record.get("join"):  # an agent that died between the two submissions
                 from .spec import Spec
-                spec = Spec.from_json(jobdir.read_json(os.path.join(job_dir, jobdir.SPEC)))
-                record["join"] = self._sbatch(self._join_argv(job_dir, spec, [], list(
-                    record["arrays"])))
-                record["job_ids"] = list(record["arrays"]) + [record["join"]]
-                jobdir.write_json(os.path.join(job_dir, SLURM_FILE), record)
-            return self._follow_chunked(job_dir, status, record)
+                with self._lock:
+                    self._new_join(job_dir, Spec.from_json(jobdir.read_json(
+                        os.path.join(job_dir, jobdir.SPEC))), record)
+            return self._follow_chunked(job_dir, status)
         ids = record.get("job_ids") or []
         if not ids:
             ids = self._find_by_name(job_dir, record)
@@ -805,6 +850,11 @@ class SlurmExecutor(Executor):
     # -- cancel -------------------------------------------------------------------
 
     def cancel(self, job_dir, status):
+        # type: (str, Status) -> Status
+        with self._lock:
+            return self._cancel(job_dir, status)
+
+    def _cancel(self, job_dir, status):
         # type: (str, Status) -> Status
         record = _slurm_record(job_dir)
         ids = list(record.get("job_ids") or []) + list(record.get("arrays") or [])

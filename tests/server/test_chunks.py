@@ -313,6 +313,16 @@ def until(server: LiveServer, sid: str, vsid: str, check: Callable[[dict[str, An
         time.sleep(0.2)
 
 
+def agent_pid(server: LiveServer, sid: str) -> int:
+    return int(server.request("GET", f"/remotes/{sid}").json()["agent"]["pid"])
+
+
+def reconnect(server: LiveServer, body: dict[str, Any]) -> str:
+    response = server.post_json("/remotes", body)
+    assert response.status_code == 200, response.headers.get("X-Slycat-Message")
+    return str(response.json()["sid"])
+
+
 def chunk_pid(job_dir: Path, name: str) -> int:
     return int(json.loads((job_dir / "chunks" / name / "status.json").read_text())["pid"])
 
@@ -328,8 +338,13 @@ def test_a_killed_chunk_is_retried_and_cancel_leaves_nothing(
     assert response.status_code == 202
     vsid = response.json()["sid"]
     # x264's look-ahead holds the frame count at 0 for a while: wait for the state.
+    until(server, sid, vsid, lambda s: any(item["state"] == "running" for item in s["chunks"]))
+    # The agent killed: a new session finds the half-done job going on, not started over.
+    os.kill(agent_pid(server, sid), signal.SIGKILL)
+    sid = reconnect(server, {"hostname": "localhost"})
     running = until(server, sid, vsid, lambda s: any(
         item["state"] == "running" for item in s["chunks"]))
+    assert all(item["attempts"] <= 1 for item in running["chunks"])
     victim = next(item for item in running["chunks"] if item["state"] == "running")
     time.sleep(1.0)
     job_dir = next(Path(server.config.local.work_dir).glob(f"jobs/*/chunks/{victim['name']}"))
@@ -444,8 +459,15 @@ def test_a_scancelled_task_is_retried_and_cancel_leaves_no_slurm_job(
     response = server.post_json(f"/remotes/{sid}/videos", body)
     assert response.status_code == 202, response.headers.get("X-Slycat-Message")
     vsid = response.json()["sid"]
+    until(server, sid, vsid, lambda s: any(item["state"] == "running" for item in s["chunks"]),
+          timeout=180)
+    # The agent killed mid-array: a new agent follows the same array, nothing restarts.
+    os.kill(agent_pid(server, sid), signal.SIGKILL)
+    sid = reconnect(server, {"hostname": "127.0.0.1", "port": sshd.port,
+                             "username": sshd.user})
     running = until(server, sid, vsid, lambda s: any(
-        item["state"] == "running" for item in s["chunks"]), timeout=180)
+        item["state"] == "running" for item in s["chunks"]), timeout=60)
+    assert all(item["attempts"] <= 1 for item in running["chunks"])
     time.sleep(1.0)
     array = running["scheduler"]["job_ids"][0]
     rows = subprocess.run(["squeue", "-h", "-j", array, "-o", "%i|%K|%T"],

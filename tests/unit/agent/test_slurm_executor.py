@@ -327,3 +327,148 @@ def test_slurm_times_read_as_slurm_writes_them() -> None:
     assert slurm.clock(1800) == "00:30:00" and slurm.clock(90123) == "1-01:02:03"
     assert slurm.clock(None) == "UNLIMITED"
     assert time.strftime("%Y") in slurm._iso(time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+# -- chunked jobs: one array, a join, retries -----------------------------------------
+
+def chunked_job(tmp_path: Path, count: int = 3) -> tuple[str, Any]:
+    """A real chunked job directory (agent/chunks.py) submitted as array 50, join 51."""
+    from agent import chunks
+    from agent.spec import Canvas, Frame, Placement, Source, Spec, VideoOutput
+
+    frames = [Frame(f"/d/{index}.png", "png", 64, 48, "rgb") for index in range(30)]
+    video = VideoOutput("video", "video/mp4", "mp4", 64, 48, "contain", "black", "h264",
+                        "libx264", 23, None, "medium", None, "yuv420p", None)
+    spec = Spec("25", 30, Canvas(64, 48, "contain", "black"), [Source(frames)], [video],
+                job=JOB, placement=Placement("slurm"))
+    spec.chunks = chunks.plan(spec, count, cores=2)
+    job_dir = tmp_path / JOB
+    job_dir.mkdir()
+    jobdir.write_json(str(job_dir / jobdir.SPEC), spec.to_json())
+    jobdir.write_status(str(job_dir), jobdir.queued_status(spec))
+    found = chunks.prepare(str(job_dir), spec)
+    for task in found:
+        told = chunks.task_status(task)
+        told["attempts"] = 1
+        jobdir.write_status(task.directory, told)
+    jobdir.write_json(str(job_dir / slurm.SLURM_FILE), {
+        "name": slurm.NAME_PREFIX + JOB, "job_ids": ["50", "51"], "submitted": 1_000_000.0,
+        "chunked": True, "arrays": ["50"], "join": "51",
+        "tasks": {task.name: ["50", str(number)] for number, task in enumerate(found)}})
+    return str(job_dir), found
+
+
+def task_row(array: str, task: str, state: str, nodes: str = "n1") -> str:
+    return "|".join([f"{array}_{task}", array, task, slurm.NAME_PREFIX + JOB, state, "None",
+                     nodes, "2026-12-02T01:00:00", "2026-12-02T01:00:00", "debug", "10:00"])
+
+
+def join_row(job_id: str = "51", state: str = "PENDING", reason: str = "Dependency") -> str:
+    return "|".join([job_id, job_id, "N/A", slurm.NAME_PREFIX + JOB + "-join", state, reason,
+                     "", "N/A", "2026-12-02T01:00:00", "debug", "10:00"])
+
+
+def sbatch_ids(fake: Slurm, first: int) -> list[list[str]]:
+    submitted: list[list[str]] = []
+    counter = iter(range(first, first + 100))
+
+    def answer(argv: list[str]) -> Answer:
+        submitted.append(argv)
+        return (0, f"{next(counter)}\n", "")
+    fake.answers["sbatch"] = answer
+    return submitted
+
+
+def finish(task: Any, state: str, message: str = "", frames_done: int = 10) -> None:
+    told = json.loads(Path(task.directory, jobdir.STATUS).read_text())
+    told.update({"status": state, "message": message, "frames_done": frames_done,
+                 "node": "n1"})
+    jobdir.write_status(task.directory, told)
+
+
+def test_a_task_slurm_ended_without_its_chunk_is_submitted_again_alone(
+        fake: Slurm, tmp_path: Path) -> None:
+    job_dir, found = chunked_job(tmp_path)
+    finish(found[0], "succeeded")
+    finish(found[1], "running", frames_done=4)
+    # Task 2's runner was killed (scancel): Slurm says CANCELLED, its chunk says running.
+    finish(found[2], "running", frames_done=2)
+    fake.says("squeue", "\n".join([task_row("50", "0", "COMPLETED"),
+                                   task_row("50", "1", "RUNNING", "n2"),
+                                   task_row("50", "2", "CANCELLED"), join_row()]) + "\n")
+    fake.says("scancel")
+    submitted = sbatch_ids(fake, 60)
+    shown = poll(executor(fake), job_dir)
+    assert shown["status"] == "running" and shown["phase"] == "encoding"
+    array, join = submitted
+    assert "--array=2" in array  # the one task, alone
+    depends = next(word for word in join if word.startswith("--dependency="))
+    assert depends == "--dependency=afterok:60,afterany:50"  # 50 still runs task 1
+    assert "--kill-on-invalid-dep=yes" in join
+    # The old join is cancelled once the new one exists.
+    commands = [argv[:2] for argv in fake.calls if argv[0] in ("sbatch", "scancel")]
+    assert commands[-1] == ["scancel", "51"] and len(commands) == 3
+    record = json.loads(Path(job_dir, slurm.SLURM_FILE).read_text())
+    assert record["tasks"][found[2].name] == ["60", "2"] and record["join"] == "61"
+    assert record["job_ids"] == ["50", "60", "61"]
+    again = json.loads(Path(found[2].directory, jobdir.STATUS).read_text())
+    assert (again["status"], again["attempts"]) == ("queued", 2)
+    assert shown["frames_done"] == 10 + 4  # the retried chunk starts over
+    views = {view["name"]: view for view in shown["chunks"]}
+    assert views[found[1].name]["node"] == "n2"
+
+
+def test_a_task_that_keeps_failing_fails_the_job_and_cancels_the_rest(
+        fake: Slurm, tmp_path: Path) -> None:
+    job_dir, found = chunked_job(tmp_path)
+    finish(found[1], "failed", "Image 12 of 30 could not be decoded: /d/11.png (bad).")
+    told = json.loads(Path(found[1].directory, jobdir.STATUS).read_text())
+    told["attempts"] = 3
+    jobdir.write_status(found[1].directory, told)
+    fake.says("squeue", "\n".join([task_row("50", "0", "RUNNING"),
+                                   task_row("50", "1", "FAILED"),
+                                   task_row("50", "2", "PENDING"), join_row()]) + "\n")
+    fake.says("scancel")
+    submitted = sbatch_ids(fake, 60)
+    shown = poll(executor(fake), job_dir)
+    assert shown["status"] == "failed" and submitted == []
+    index = found[1].index
+    start, end = found[1].start + 1, found[1].end
+    assert shown["message"] == (f"Chunk {index} (frames {start}-{end}) failed 3 times; the "
+                                "last time: Image 12 of 30 could not be decoded: /d/11.png "
+                                "(bad).")
+    assert ["scancel", "50", "51"] in fake.calls
+
+
+def test_a_join_slurm_cancelled_after_every_chunk_is_done_is_submitted_again(
+        fake: Slurm, tmp_path: Path) -> None:
+    job_dir, found = chunked_job(tmp_path)
+    for task in found:
+        finish(task, "succeeded")
+    fake.says("squeue", "\n".join([task_row("50", str(n), "COMPLETED") for n in range(3)]
+                                  + [join_row(state="CANCELLED",
+                                              reason="DependencyNeverSatisfied")]) + "\n")
+    fake.says("scancel")
+    submitted = sbatch_ids(fake, 70)
+    shown = poll(executor(fake), job_dir)
+    assert shown["status"] != "failed" and shown["phase"] == "joining"
+    assert len(submitted) == 1 and not any(word.startswith("--dependency")
+                                           for word in submitted[0])
+    assert json.loads(Path(job_dir, slurm.SLURM_FILE).read_text())["join"] == "70"
+
+
+def test_a_running_join_writes_the_status_itself(fake: Slurm, tmp_path: Path) -> None:
+    job_dir, found = chunked_job(tmp_path)
+    for task in found:
+        finish(task, "succeeded")
+    status = jobdir.read_status(job_dir)
+    status.update({"status": "running", "phase": "joining", "join_started": True,
+                   "message": "Joining 3 chunks."})
+    jobdir.write_status(job_dir, status)
+    fake.says("squeue", "\n".join([task_row("50", str(n), "COMPLETED") for n in range(3)]
+                                  + [join_row(state="RUNNING", reason="None")]) + "\n")
+    submitted = sbatch_ids(fake, 70)
+    shown = poll(executor(fake), job_dir)
+    assert (shown["phase"], shown["message"]) == ("joining", "Joining 3 chunks.")
+    assert submitted == []
+    assert jobdir.read_status(job_dir)["message"] == "Joining 3 chunks."  # not overwritten
