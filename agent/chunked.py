@@ -178,13 +178,8 @@ class ChunkedRunner(object):
 
     def run(self):
         # type: () -> int
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self._on_signal)
-        if self.spec.nice:
-            try:
-                os.nice(self.spec.nice)
-            except OSError:
-                pass
+        from .runner import take_signals
+        take_signals(self._on_signal, self.spec.nice)
         spec = self.spec
         cores = os.cpu_count() or 1
         found = chunks.prepare(self.job_dir, spec, chunks.local_threads(spec, cores))

@@ -85,14 +85,7 @@ class Runner(object):
 
     def run(self):
         # type: () -> int
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self._on_signal)
-        if self.spec.nice:
-            # Below the agent (and a server beside it): ffmpeg inherits it.
-            try:
-                os.nice(self.spec.nice)
-            except OSError:
-                pass
+        take_signals(self._on_signal, self.spec.nice)
         self.status.update({"status": protocol.RUNNING, "phase": "preparing", "pid": os.getpid(),
                             "message": "Preparing frames.", "node": node_name()})
         self.status["events"]["started"] = jobdir.now()
@@ -322,6 +315,19 @@ class Runner(object):
         if state == protocol.SUCCEEDED:
             self.status["progress"] = 100.0
         self._write()
+
+
+def take_signals(handler, nice):
+    # type: (Any, int) -> None
+    """A runner's start: SIGTERM, SIGINT and SIGHUP cancel, and its priority is lowered
+    by ``nice`` (below the agent and a server beside it; ffmpeg inherits it)."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, handler)
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
 
 
 def node_name():

@@ -280,15 +280,8 @@ class SlurmExecutor(Executor):
     def script(self, job_dir):
         # type: (str) -> str
         """The batch script: the set-up commands, then the runner (every word quoted)."""
-        lines = ["#!/bin/sh -l" if self.setup else "#!/bin/sh",
-                 "# framewire: the runner of job %s, submitted by its agent."
-                 % os.path.basename(job_dir)]
-        for index, step in enumerate(self.setup, start=1):
-            lines.append("%s || { echo 'framewire: the set-up command %d failed' >&2; "
-                         "exit 126; }" % (" ".join(shlex.quote(word) for word in step), index))
-        lines.append("exec " + " ".join(shlex.quote(word)
-                                         for word in self.runner_argv + [job_dir]))
-        return "\n".join(lines) + "\n"
+        return self._task_script(job_dir, self.runner_argv + [job_dir],
+                                 what="the runner of job")
 
     def sbatch_argv(self, job_dir, placement):
         # type: (str, Any) -> List[str]
@@ -350,11 +343,13 @@ class SlurmExecutor(Executor):
 
     # -- chunked jobs: one array of tasks, and a join that depends on it ------------
 
-    def _task_script(self, job_dir, words, tail=""):
-        # type: (str, List[str], str) -> str
+    def _task_script(self, job_dir, words, tail="", what="part of job"):
+        # type: (str, List[str], str, str) -> str
+        """A batch script: the host's set-up commands, each checked, then ``words`` (each
+        quoted; ``tail`` is shell text after them, such as the array's task id)."""
         lines = ["#!/bin/sh -l" if self.setup else "#!/bin/sh",
-                 "# framewire: part of job %s, submitted by its agent."
-                 % os.path.basename(job_dir)]
+                 "# framewire: %s %s, submitted by its agent." % (what,
+                                                                os.path.basename(job_dir))]
         for index, step in enumerate(self.setup, start=1):
             lines.append("%s || { echo 'framewire: the set-up command %d failed' >&2; "
                          "exit 126; }" % (" ".join(shlex.quote(word) for word in step), index))

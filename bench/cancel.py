@@ -26,8 +26,8 @@ from harness import (
     ServerProcess,
     expect,
     open_session,
+    shut_down,
     start_sshd,
-    unauthorize,
     wait_status,
 )
 
@@ -95,12 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {error}", file=sys.stderr)
         return 2
     finally:
-        if server is not None:
-            server.stop()
-        if sshd is not None:
-            unauthorize(sshd)
-            sshd.process.terminate()
-            sshd.process.wait(10)
+        shut_down(server, sshd)
         shutil.rmtree(state, ignore_errors=True)
     median = sorted(run["seconds"] for run in runs)[len(runs) // 2]
     clean = all(run["processes_left"] == 0 and not run["partial_files"] for run in runs)

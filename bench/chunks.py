@@ -45,9 +45,9 @@ from harness import (
     ServerProcess,
     expect,
     open_session,
+    shut_down,
     start_sshd,
     stream_to,
-    unauthorize,
 )
 
 SPEEDUP_LOCAL = 1.8
@@ -201,12 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {error}", file=sys.stderr)
         return 2
     finally:
-        if server is not None:
-            server.stop()
-        if sshd is not None:
-            unauthorize(sshd)
-            sshd.process.terminate()
-            sshd.process.wait(10)
+        shut_down(server, sshd)
     shutil.rmtree(state, ignore_errors=True)
     out = Path(__file__).resolve().parent / "results" / "chunks.json"
     out.parent.mkdir(parents=True, exist_ok=True)

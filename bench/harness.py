@@ -100,6 +100,21 @@ def _write_authorized(sshd: fixtures.SSHD, lines: list[str]) -> None:
     os.replace(temp, keys)
 
 
+def shut_down(server: ServerProcess | None, sshd: fixtures.SSHD | None) -> None:
+    """Stop the benchmark's server and sshd (either may not have started), and take the
+    benchmark's key back out of the test user's authorized keys."""
+    if server is not None:
+        server.stop()
+    if sshd is not None:
+        unauthorize(sshd)
+        sshd.process.terminate()
+        try:
+            sshd.process.wait(10)
+        except subprocess.TimeoutExpired:
+            sshd.process.kill()
+            sshd.process.wait(10)
+
+
 # -- the framewire side: the live server in a child process ---------------------
 
 

@@ -32,8 +32,8 @@ from harness import (
     expect,
     open_session,
     percentile,
+    shut_down,
     start_sshd,
-    unauthorize,
 )
 
 P99_TARGET = 0.050       # seconds
@@ -334,10 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {error}", file=sys.stderr)
         return 2
     finally:
-        if sshd is not None:
-            unauthorize(sshd)
-            sshd.process.terminate()
-            sshd.process.wait(10)
+        shut_down(None, sshd)
         shutil.rmtree(state, ignore_errors=True)
     print(f"\n{args.encodes} encodes of {args.frames} x {args.size}, {args.watchers} SSE "
           f"watchers, {args.rate:.0f} status requests/s for {args.seconds:.0f} s "

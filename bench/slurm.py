@@ -34,9 +34,9 @@ from harness import (
     ServerProcess,
     expect,
     open_session,
+    shut_down,
     start_sshd,
     stream_to,
-    unauthorize,
 )
 
 TARGET = 1.10  # Slurm ÷ local, at most (medians)
@@ -151,12 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {error}", file=sys.stderr)
         return 2
     finally:
-        if server is not None:
-            server.stop()
-        if sshd is not None:
-            unauthorize(sshd)
-            sshd.process.terminate()
-            sshd.process.wait(10)
+        shut_down(server, sshd)
         shutil.rmtree(state, ignore_errors=True)
     local = statistics.median(run["seconds"] for run in runs["local"])
     slurm_time = statistics.median(run["seconds"] for run in runs["slurm"])
