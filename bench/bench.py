@@ -33,8 +33,8 @@ if str(ROOT) not in sys.path:
 import frames  # noqa: E402,I001  (bench/frames.py, beside this script)
 import requests  # noqa: E402
 from harness import (  # noqa: E402
-    BenchError, ServerProcess, authorize, expect, median, open_session, start_sshd, stream_to,
-    unauthorize)
+    BenchError, ServerProcess, authorize, expect, median, open_session, shut_down, start_sshd,
+    stream_to)
 
 from agent.ffmpeg import Segment, describe, job_argv  # noqa: E402
 from agent.options import build_spec  # noqa: E402
@@ -476,16 +476,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if master is not None:
             master.stop()
-        if server is not None:
-            server.stop()
-        if sshd is not None:
-            unauthorize(sshd)
-            sshd.process.terminate()
-            try:
-                sshd.process.wait(10)
-            except subprocess.TimeoutExpired:
-                sshd.process.kill()
-                sshd.process.wait(10)
+        shut_down(server, sshd)
         if args.keep:
             print(f"kept {state}")
         else:

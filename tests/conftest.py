@@ -82,6 +82,15 @@ def server(make_server: Callable[..., LiveServer], sshd: SSHD) -> LiveServer:
 
 
 @pytest.fixture
+def local(make_server: Callable[..., LiveServer]) -> tuple[LiveServer, str]:
+    """A server and a session on the local transport (the embedded default)."""
+    server = make_server()
+    response = server.post_json("/remotes", {"hostname": "localhost"})
+    assert response.status_code == 200
+    return server, response.json()["sid"]
+
+
+@pytest.fixture
 def images() -> Iterator[Path]:
     path = shared_dir("framewire-images-")
     yield path

@@ -145,14 +145,6 @@ def grey() -> Path:
     return directory
 
 
-@pytest.fixture
-def local(make_server: Callable[..., LiveServer]) -> tuple[LiveServer, str]:
-    server = make_server()
-    response = server.post_json("/remotes", {"hostname": "localhost"})
-    assert response.status_code == 200
-    return server, response.json()["sid"]
-
-
 def make(server: LiveServer, sid: str, body: dict[str, Any], timeout: float = 240
          ) -> dict[str, Any]:
     response = server.post_json(f"/remotes/{sid}/videos", body)

@@ -12,7 +12,7 @@ import os
 import subprocess
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -21,14 +21,6 @@ from tests.fixtures import LiveServer, frame_colours, probe, solid_frames
 
 RED, GREEN, BLUE, GREY = (255, 0, 0), (0, 255, 0), (0, 0, 255), (128, 128, 128)
 TOLERANCE = 6  # per channel, 0-255, after RGB -> BT.709 YUV -> RGB on solid frames
-
-
-@pytest.fixture
-def local(make_server: Callable[..., LiveServer]) -> tuple[LiveServer, str]:
-    server = make_server()
-    response = server.post_json("/remotes", {"hostname": "localhost"})
-    assert response.status_code == 200
-    return server, response.json()["sid"]
 
 
 def create(local: tuple[LiveServer, str], body: dict[str, Any]) -> dict[str, Any]:
