@@ -134,6 +134,14 @@ def psnr_source(video: Path, frame_dir: Path) -> float:
     return statistics.mean(values)
 
 
+SERIAL = "serial"  # the server's host profile for 127.0.0.1 with max_parallel_chunks = 1
+
+
+def name_of(codec: str, count: int, executor: str) -> str:
+    return f"{codec}-k{count}s-local" if executor == "serial" else \
+        f"{codec}-k{count}-{executor}"
+
+
 def median(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(float(run[key]) for run in runs)
 
@@ -149,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each measurement (1)")
     parser.add_argument("--codecs", default="h264,vp9")
     parser.add_argument("--no-slurm", action="store_true", help="local measurements only")
+    parser.add_argument("--only", default="",
+                        help="measure only these, e.g. vp9-k1-local,vp9-k4s-local (see the "
+                             "names the runs print)")
     parser.add_argument("--timeout", type=float, default=1800.0,
                         help="seconds allowed for one encode (1800)")
     args = parser.parse_args(argv)
@@ -170,24 +181,36 @@ def main(argv: list[str] | None = None) -> int:
     state = Path(tempfile.mkdtemp(prefix="chunks-", dir=frames.CACHE))
     plan = []
     for codec in codecs:
-        plan += [(codec, 1, "local"), (codec, 2, "local"), (codec, 4, "local")]
+        # k4s: K = 4 one chunk at a time, so its CPU is the chunking's own cost (two at
+        # once on two cores also pay for sharing the caches and memory bandwidth).
+        plan += [(codec, 1, "local"), (codec, 2, "local"), (codec, 4, "local"),
+                 (codec, 4, "serial")]
         if not args.no_slurm:
             plan += [(codec, 1, "slurm"), (codec, 2, "slurm")]
+    wanted = [name for name in args.only.split(",") if name]
+    if wanted:
+        plan = [item for item in plan if name_of(*item) in wanted]
+        if {name_of(*item) for item in plan} != set(wanted):
+            parser.error(f"--only: unknown measurement in {args.only!r}")
     runs: dict[str, list[dict[str, Any]]] = {}
     keep: dict[str, Path] = {}
     sshd = server = None
     try:
         sshd = start_sshd(state / "sshd")
-        server = ServerProcess(state / "server", sshd)
+        server = ServerProcess(state / "server", sshd, "--serial-host", SERIAL)
         sid = open_session(server, sshd)
+        serial = expect(server.request("POST", "/remotes", json={
+            "hostname": SERIAL, "port": sshd.port, "username": sshd.user}), 200,
+            "POST /remotes (one chunk at a time)").json()["sid"]
         home = Path(pwd.getpwnam(sshd.user).pw_dir)
         for repetition in range(args.repeat):
             shift = repetition % len(plan)
             for codec, count, executor in plan[shift:] + plan[:shift]:
-                key = f"{codec}-k{count}-{executor}"
+                key = name_of(codec, count, executor)
                 out = state / f"{key}.{'mp4' if codec == 'h264' else 'webm'}"
-                result = encode(server, sid, home, images, out, codec, count, executor,
-                                args.timeout)
+                result = encode(server, serial if executor == "serial" else sid, home, images,
+                                out, codec, count, "local" if executor == "serial"
+                                else executor, args.timeout)
                 if ffprobe_frames(out) != args.frames:
                     raise BenchError(f"{key}: the video has the wrong frame count")
                 keep.setdefault(key, out.rename(state / f"keep-{out.name}"))
@@ -215,37 +238,43 @@ def summarize(args: argparse.Namespace, codecs: list[str], runs: dict[str, list[
     report: dict[str, Any] = {}
     print(f"\n  medians of {args.repeat} run(s); {args.frames} frames of {args.size}")
     for codec in codecs:
-        one = runs[f"{codec}-k1-local"]
-        two = runs[f"{codec}-k2-local"]
-        four = runs[f"{codec}-k4-local"]
-        speedup = median(one, "seconds") / median(two, "seconds")
+        entry: dict[str, Any] = {}
+        one = runs.get(f"{codec}-k1-local")
+        if one is None:
+            continue
+        whole = keep[f"{codec}-k1-local"]
         cpu_one = statistics.median(run["cpu_seconds"] for run in one)
-        cpu_four = statistics.median(run["cpu_seconds"] for run in four)
-        overhead = cpu_four / cpu_one
-        whole, chunked = keep[f"{codec}-k1-local"], keep[f"{codec}-k2-local"]
-        size = keep[f"{codec}-k4-local"].stat().st_size / whole.stat().st_size - 1
-        quality = psnr_source(keep[f"{codec}-k4-local"], frame_dir) - \
-            psnr_source(whole, frame_dir)
-        mutual = psnr(chunked, whole)
-        entry = {"speedup_local": speedup, "cpu_overhead_k4": overhead,
-                 "size_change_k4": size, "psnr_change_k4": quality,
-                 "psnr_k2_vs_k1": mutual}
-        print(f"  {codec}: local K=2 x 1 thread / K=1 x 1 thread, speed-up  {speedup:6.3f}  "
-              f">= {SPEEDUP_LOCAL}  {verdict(speedup >= SPEEDUP_LOCAL)}")
-        print(f"  {codec}: CPU of all chunks + join at K=4 / unchunked      {overhead:6.3f}  "
-              f"<= {CPU_OVERHEAD}  {verdict(overhead <= CPU_OVERHEAD)}")
-        print(f"  {codec}: size at K=4 vs unchunked                       {size:+7.2%}  "
-              f"within 3%   {verdict(abs(size) <= SIZE_WITHIN)}")
-        print(f"  {codec}: mean PSNR vs source, K=4 minus unchunked        {quality:+6.3f} dB "
-              f"within {PSNR_WITHIN}  {verdict(abs(quality) <= PSNR_WITHIN)}")
-        print(f"  {codec}: mean PSNR of K=2 against the unchunked video    {mutual:6.2f} dB")
-        if f"{codec}-k2-slurm" in runs:
+        if f"{codec}-k2-local" in runs:
+            speedup = median(one, "seconds") / median(runs[f"{codec}-k2-local"], "seconds")
+            entry["speedup_local"] = speedup
+            print(f"  {codec}: local K=2 x 1 thread / K=1 x 1 thread, speed-up     "
+                  f"{speedup:6.3f}  >= {SPEEDUP_LOCAL}  {verdict(speedup >= SPEEDUP_LOCAL)}")
+            mutual = psnr(keep[f"{codec}-k2-local"], whole)
+            entry["psnr_k2_vs_k1"] = mutual
+            print(f"  {codec}: mean PSNR of K=2 against the unchunked video      "
+                  f"{mutual:6.2f} dB")
+        for key, words in ((f"{codec}-k4s-local", "K=4 one at a time"),
+                           (f"{codec}-k4-local", "K=4 two at once  ")):
+            if key not in runs:
+                continue
+            overhead = statistics.median(run["cpu_seconds"] for run in runs[key]) / cpu_one
+            size = keep[key].stat().st_size / whole.stat().st_size - 1
+            quality = psnr_source(keep[key], frame_dir) - psnr_source(whole, frame_dir)
+            entry[key] = {"cpu_overhead": overhead, "size_change": size,
+                          "psnr_change": quality}
+            print(f"  {codec}: CPU of chunks + join, {words} / unchunked  "
+                  f"{overhead:6.3f}  <= {CPU_OVERHEAD}  {verdict(overhead <= CPU_OVERHEAD)}")
+            print(f"  {codec}: size, {words} vs unchunked              {size:+7.2%}  "
+                  f"within 3%   {verdict(abs(size) <= SIZE_WITHIN)}")
+            print(f"  {codec}: mean PSNR vs source, {words} - unchunked {quality:+6.3f} dB "
+                  f"within {PSNR_WITHIN}  {verdict(abs(quality) <= PSNR_WITHIN)}")
+        if f"{codec}-k2-slurm" in runs and f"{codec}-k1-slurm" in runs:
             slurm_one = runs[f"{codec}-k1-slurm"]
             slurm_two = runs[f"{codec}-k2-slurm"]
             slurm_speedup = median(slurm_one, "seconds") / median(slurm_two, "seconds")
             entry["speedup_slurm"] = slurm_speedup
             entry["slurm_nodes"] = slurm_two[0]["nodes"]
-            print(f"  {codec}: Slurm K=2 x 1 CPU / K=1 x 1 CPU, speed-up        "
+            print(f"  {codec}: Slurm K=2 x 1 CPU / K=1 x 1 CPU, speed-up           "
                   f"{slurm_speedup:6.3f}  >= {SPEEDUP_SLURM}  "
                   f"{verdict(slurm_speedup >= SPEEDUP_SLURM)} (tasks on "
                   f"{', '.join(slurm_two[0]['nodes'])})")

@@ -43,6 +43,9 @@ def main() -> int:
     parser.add_argument("--client-key", required=True)
     parser.add_argument("--nice", type=int, default=None,
                         help="the encodes' CPU priority ([local] and [ssh] nice)")
+    parser.add_argument("--serial-host", default=None,
+                        help="a host profile of this name for 127.0.0.1 whose chunked jobs "
+                             "run one chunk at a time (max_parallel_chunks = 1)")
     args = parser.parse_args()
 
     data_dir = Path(args.data_dir)
@@ -53,6 +56,10 @@ def main() -> int:
                                         "client_keys": [args.client_key]})
     if args.nice is not None:
         config.local.nice = config.ssh.nice = args.nice
+    if args.serial_host:
+        from server.config import HostConfig
+        config.hosts[args.serial_host] = HostConfig(hostname="127.0.0.1",
+                                                    max_parallel_chunks=1)
     # A benchmark's load is one user's: no per-user request rate to trip over.
     config.limits.requests_per_minute = 0
     server = LiveServer(config)
