@@ -83,6 +83,13 @@ def stat(args):
     }
 
 
+def natural_key(name):
+    # type: (str) -> List[Any]
+    """``frame2`` before ``frame10``: digit runs compare as numbers."""
+    return [(0, int(part), part) if part.isdigit() else (1, 0, part.lower())
+            for part in re.split(r"([0-9]+)", name) if part != ""]
+
+
 def _compile(args, key):
     # type: (Dict[str, Any], str) -> Optional[Any]
     value = args.get(key)
@@ -108,7 +115,8 @@ def _kept(path, reject, allow):
 
 def browse(args):
     # type: (Dict[str, Any]) -> Dict[str, Any]
-    """List a directory the way Slycat's browse call does (parallel arrays)."""
+    """List a directory the way Slycat's browse call does (parallel arrays): directories
+    first, then files, each in natural order."""
     path = absolute(args.get("path"))
     filters = {key: _compile(args, key)
                for key in ("directory-reject", "directory-allow", "file-reject", "file-allow")}
@@ -142,7 +150,8 @@ def browse(args):
         if not is_dir and not _kept(full, filters["file-reject"], filters["file-allow"]):
             continue
         rows.append((not is_dir, name, entry, is_dir))
-    rows.sort(key=lambda row: (row[0], row[1]))
+    # Directories first, then natural order (img_2 before img_10), as videos take them.
+    rows.sort(key=lambda row: (row[0], natural_key(row[1]), row[1]))
     return {
         "path": path,
         "names": [row[1] for row in rows],

@@ -153,13 +153,6 @@ def rate_text(rate):
 
 # -- frame selection --------------------------------------------------------
 
-def natural_key(name):
-    # type: (str) -> List[Any]
-    """``frame2`` before ``frame10``: digit runs compare as numbers."""
-    return [(0, int(part), part) if part.isdigit() else (1, 0, part.lower())
-            for part in re.split(r"([0-9]+)", name) if part != ""]
-
-
 def _within(paths, field, limit):
     # type: (List[str], str, Optional[int]) -> List[str]
     if limit is not None and len(paths) > limit:
@@ -207,11 +200,11 @@ def expand(images, field="images", limit=None):
             continue
         entries.append((name, full))
     if order == "natural":
-        entries.sort(key=lambda entry: natural_key(entry[0]))
+        entries.sort(key=lambda entry: files.natural_key(entry[0]))
     elif order == "name":
         entries.sort()
     else:
-        entries.sort(key=lambda entry: (_mtime(entry[1]), natural_key(entry[0])))
+        entries.sort(key=lambda entry: (_mtime(entry[1]), files.natural_key(entry[0])))
     if not entries:
         if pattern is None:
             raise bad(field + ".directory", "No PNG or JPEG file (*.png, *.jpg, *.jpeg) in "

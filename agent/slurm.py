@@ -98,6 +98,13 @@ REASONS = {
     "launch failed requeued held": "its launch failed; it is held",
 }
 
+# Reasons Slurm gives as sentences (squeue's %r), whole.
+SENTENCES = {
+    "Nodes required for job are DOWN, DRAINED or reserved for jobs in higher priority "
+    "partitions": "the nodes it needs are not available (down or drained), or are reserved "
+                  "for jobs in higher-priority partitions",
+}
+
 # How Slurm ended a job, in words, when the runner could not say it itself.
 ENDINGS = {
     "TIMEOUT": "Slurm stopped it at its time limit of {limit}; ask for a longer time "
@@ -951,7 +958,11 @@ def _reason(text):
     # type: (str) -> Tuple[str, str]
     """Slurm's pending reason and the same in words: ``ReqNodeNotAvail,
     UnavailableNodes:n[1-2]`` is ``ReqNodeNotAvail``, "the nodes it needs are not
-    available (down or drained): n[1-2]"."""
+    available (down or drained): n[1-2]".  A reason Slurm writes as a sentence (with
+    commas of its own) is known whole."""
+    whole = text.strip()
+    if whole in SENTENCES:
+        return whole, SENTENCES[whole]
     key, _, rest = text.partition(",")
     key = key.strip()
     words = REASONS.get(key, key)

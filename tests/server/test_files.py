@@ -118,6 +118,15 @@ def test_browse_lists_directories_first_with_slycat_fields(server: LiveServer, r
     filtered = server.post_json(f"/remotes/{remote}/browse{images}",
                                 {"file-reject": ".*", "file-allow": "[.]txt$"}).json()
     assert filtered["names"] == ["sub", "notes.txt"]
+    # Natural order, as a video takes the frames: img_2 before img_10.
+    for name in ("img_10.png", "img_2.png", "IMG_3.png", "img_100.png", "img_1.png"):
+        (images / name).write_bytes(b"")
+    for name in ("run10", "run2"):
+        (images / name).mkdir()
+    ordered = server.post_json(f"/remotes/{remote}/browse{images}",
+                               {"file-reject": "frame[0-9]|notes"}).json()
+    assert ordered["names"] == ["run2", "run10", "sub", "img_1.png", "img_2.png", "IMG_3.png",
+                                "img_10.png", "img_100.png"]
     bad = server.post_json(f"/remotes/{remote}/browse{images}", {"file-reject": "("})
     assert bad.status_code == 400
     assert bad.headers["X-Slycat-Message"].startswith(

@@ -99,6 +99,10 @@ def test_a_pending_job_is_queued_with_its_reason_in_words(fake: Slurm,
     for reason, words in (("Resources", "waiting for free nodes"),
                           ("QOSMaxJobsPerUserLimit", "you are at your QOS job limit"),
                           ("SomethingNew", "SomethingNew"),
+                          ("Nodes required for job are DOWN, DRAINED or reserved for jobs in "
+                           "higher priority partitions", "the nodes it needs are not available "
+                           "(down or drained), or are reserved for jobs in higher-priority "
+                           "partitions"),
                           ("ReqNodeNotAvail, UnavailableNodes:n[1-2]",
                            "the nodes it needs are not available (down or drained): n[1-2]")):
         fake.says("squeue", row(reason=reason) + "\n")
