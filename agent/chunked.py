@@ -99,8 +99,8 @@ def join(job_dir, spec):
     return done
 
 
-def views(job_dir, spec, found, nodes=None):
-    # type: (str, Spec, List[chunks.Task], Optional[Dict[str, str]]) -> List[Dict[str, Any]]
+def views(found, nodes=None):
+    # type: (List[chunks.Task], Optional[Dict[str, str]]) -> List[Dict[str, Any]]
     """Every task as the job's status shows it, in timeline order (stills last)."""
     shown = [chunks.chunk_view(task, chunks.task_status(task), (nodes or {}).get(task.name))
              for task in found]
@@ -125,7 +125,7 @@ def finish_joined(job_dir, spec, status):
         return
     status["join_seconds"] = round(time.time() - started, 3)
     status["join_cpu_seconds"] = round(_children_cpu() - before, 3)
-    status["chunks"] = views(job_dir, spec, chunks.tasks(job_dir, spec))
+    status["chunks"] = views(chunks.tasks(job_dir, spec))
     # The encode's CPU: every task's ffmpeg, and the join's.
     status["cpu_seconds"] = round(sum(view.get("cpu_seconds") or 0.0
                                       for view in status["chunks"])
@@ -194,11 +194,11 @@ class ChunkedRunner(object):
             if self.canceled:
                 self._wait_children()
                 jobdir.remove_temporaries(self.job_dir)
-                self.status["chunks"] = views(self.job_dir, spec, found)
+                self.status["chunks"] = views(found)
                 jobdir.finished(self.status, protocol.CANCELED, "Canceled.")
                 jobdir.write_status(self.job_dir, self.status)
             elif failure is not None:
-                self.status["chunks"] = views(self.job_dir, spec, found)
+                self.status["chunks"] = views(found)
                 jobdir.finished(self.status, protocol.FAILED, failure)
                 jobdir.write_status(self.job_dir, self.status)
             else:
@@ -285,7 +285,7 @@ class ChunkedRunner(object):
         moment = time.time()
         if not force and moment - self._written < WRITE_INTERVAL:
             return
-        shown = views(self.job_dir, self.spec, found)
+        shown = views(found)
         self.status.update(chunks.summary(self.spec, shown, started))
         self.status["chunks"] = shown
         try:
@@ -315,7 +315,7 @@ def main_join(job_dir):
                          % describe(missing[0]))
         return 0
     status.update({"status": protocol.RUNNING, "pid": os.getpid()})
-    status["chunks"] = views(job_dir, spec, found)
+    status["chunks"] = views(found)
     status.update(chunks.summary(spec, status["chunks"], None))
     finish_joined(job_dir, spec, status)
     return 0 if status["status"] == protocol.SUCCEEDED else 1

@@ -281,6 +281,7 @@ class SlurmExecutor(Executor):
         self._interval = FIRST_LOOK
         self._last_seen = None  # type: Optional[Dict[str, Tuple[str, str, str]]]
         self._lock = threading.RLock()  # following a chunked job, and cancelling one
+        self._plans = {}  # type: Dict[str, Tuple[Any, List[chunks.Task]]]  # by job directory
 
     # -- submit -----------------------------------------------------------
 
@@ -451,15 +452,13 @@ class SlurmExecutor(Executor):
         """A chunked job: its tasks (retried alone when Slurm ends one without its
         chunk), its join, and the status composed from the tasks' own."""
         from .chunked import describe, views
-        from .spec import Spec
 
         with self._lock:  # the watcher and a cancel must not retry (or cancel) at once
             record = _slurm_record(job_dir)
             latest = jobdir.read_status(job_dir)
             if latest["status"] in protocol.FINAL_STATES:
                 return latest
-            spec = Spec.from_json(jobdir.read_json(os.path.join(job_dir, jobdir.SPEC)))
-            found = chunks.tasks(job_dir, spec)
+            spec, found = self._plan_of(job_dir)
             asked = os.path.exists(os.path.join(job_dir, jobdir.CANCEL_MARK))
             told_tasks = {task.name: chunks.task_status(task) for task in found}
             unfinished = [task.name for task in found
@@ -492,7 +491,7 @@ class SlurmExecutor(Executor):
                     if int(told.get("attempts", 0)) >= chunks.MAX_ATTEMPTS:
                         self._scancel(record)
                         latest = jobdir.read_status(job_dir)
-                        latest["chunks"] = views(job_dir, spec, found, nodes)
+                        latest["chunks"] = views(found, nodes)
                         return jobdir.end_job(
                             job_dir, latest, protocol.FAILED, "%s failed %d times; the last "
                             "time: %s" % (describe(task), int(told.get("attempts", 0)),
@@ -525,7 +524,7 @@ class SlurmExecutor(Executor):
                     return self._ended(job_dir, latest, join_id or "?", join_row, join_state)
             if latest.get("join_started"):  # the join runs and writes the status itself
                 return dict(latest, scheduler=dict(_remembered(job_dir), state=join_state))
-            shown = views(job_dir, spec, found, nodes)
+            shown = views(found, nodes)
             done = sum(1 for view in shown if view["state"] == protocol.SUCCEEDED)
             composed = dict(latest)
             composed["chunks"] = shown
@@ -562,6 +561,18 @@ class SlurmExecutor(Executor):
                     stored.pop("scheduler", None)
                     jobdir.write_status(job_dir, stored)
             return composed
+
+    def _plan_of(self, job_dir):
+        # type: (str) -> Tuple[Any, List[chunks.Task]]
+        """A chunked job's spec and tasks, read and ordered once per job: the spec never
+        changes, and a large one is costly to parse and slice at every look."""
+        from .spec import Spec
+
+        known = self._plans.get(job_dir)
+        if known is None:
+            spec = Spec.from_json(jobdir.read_json(os.path.join(job_dir, jobdir.SPEC)))
+            known = self._plans[job_dir] = (spec, chunks.tasks(job_dir, spec))
+        return known
 
     def _active_arrays(self, record):
         # type: (Dict[str, Any]) -> List[str]
@@ -638,6 +649,9 @@ class SlurmExecutor(Executor):
                 current[job_dir] = self._follow(job_dir, status)
             except protocol.AgentError:
                 continue  # its directory vanished meanwhile
+        for job_dir, status in current.items():
+            if status["status"] in protocol.FINAL_STATES:
+                self._plans.pop(job_dir, None)
         return current
 
     def _settle(self, job_dir, told):
