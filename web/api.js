@@ -16,14 +16,14 @@ function xsrf() {
   return match ? decodeURIComponent(match[1]) : "";
 }
 
-export async function call(method, path, body) {
+export async function call(method, path, body, { signal } = {}) {
   const headers = {};
   if (method !== "GET" && method !== "HEAD") headers["X-XSRFToken"] = xsrf();
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
   try {
     response = await fetch(path, {
-      method, headers, credentials: "same-origin",
+      method, headers, credentials: "same-origin", signal,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (error) {

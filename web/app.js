@@ -1,18 +1,26 @@
 // framewire's page: connect, browse, choose frames, make a video, watch it.
+//
+// Every state has a URL: ?host=H&port=P&user=U&path=FOLDER[&file=NAME][&job=VSID].
+// A reload, a second tab or a link lands there again, on a session already open
+// to that host account (GET /remotes) or after connecting to it.
 import { ApiError, age, bytes, call, globRegExp, naturalCompare, pathUrl } from "./api.js";
+import { icon } from "./icons.js";
+import { IMAGE, Listing } from "./listing.js";
+import { Preview } from "./preview.js";
+import { Thumbnails } from "./thumbs.js";
 
 const $ = (id) => document.getElementById(id);
 const RECENT_KEY = "framewire.recentHosts";
 const SESSION_KEY = "framewire.session";
-const IMAGE = /\.(png|jpe?g)$/i;
 
 const state = {
   session: null,      // {sid, hostname, port, username}
   path: "",
-  entries: [],        // [{name, path, size, type}]
-  selection: null,    // {mode: "files", files: [...]} or {mode: "pattern", directory, pattern, files}
-  job: null,          // {sid, vsid}
+  selection: null,    // {mode: "files", files} or {mode: "pattern", directory, pattern, files}
+  job: null,          // {sid, vsid, status}
   stream: null,
+  again: null,        // the request of the job being made again
+  browsing: 0,        // the newest folder request: older answers are dropped
 };
 
 function element(tag, props = {}, ...children) {
@@ -36,9 +44,56 @@ function showError(id, error) {
   box.hidden = false;
 }
 
-function imageUrl(path, size) {
-  return `/remotes/${state.session.sid}/image${pathUrl(path)}?max-size=${size}`;
+const baseName = (path) => path.slice(path.lastIndexOf("/") + 1);
+const dirName = (path) => path.slice(0, path.lastIndexOf("/")) || "/";
+const thumbs = new Thumbnails();
+const preview = new Preview($("preview"), $("preview-text"));
+const listing = new Listing($("listing-scroll"), $("listing"), $("listing-summary"), {
+  thumbs,
+  onOpen: (path) => openFolder(path),
+  onToggle: (path, on) => toggle(path, on),
+  isChosen: (path) => chosen().has(path),
+});
+
+// -- the URL ----------------------------------------------------------------
+
+function hostKey(target) {
+  return `${target.username}@${target.hostname}:${target.port}`;
 }
+
+/** The page's state as a URL; ``push`` makes a step Back returns to. */
+function writeUrl(push = false) {
+  const params = new URLSearchParams();
+  const where = state.session || pendingTarget();
+  if (where && where.hostname) {
+    params.set("host", where.hostname);
+    params.set("port", String(where.port));
+    if (where.username) params.set("user", where.username);
+  }
+  if (state.path) params.set("path", state.path);
+  if (listing.highlight && state.path && dirName(listing.highlight) === state.path) {
+    params.set("file", baseName(listing.highlight));
+  }
+  if (state.job) params.set("job", state.job.vsid);
+  const url = `${location.pathname}${params.toString() ? "?" + params : ""}`;
+  if (url === `${location.pathname}${location.search}`) return;
+  if (push) history.pushState(null, "", url); else history.replaceState(null, "", url);
+}
+
+function readUrl() {
+  const params = new URLSearchParams(location.search);
+  const port = Number(params.get("port")) || 22;
+  return {
+    target: params.get("host") ? { hostname: params.get("host"), port,
+                                   username: params.get("user") || "" } : null,
+    path: params.get("path") || "",
+    file: params.get("file") || "",
+    job: params.get("job") || "",
+  };
+}
+
+let pending = null;  // what the URL asked for, kept until a session can open it
+function pendingTarget() { return pending && pending.target; }
 
 // -- who am I ---------------------------------------------------------------
 
@@ -50,7 +105,8 @@ async function whoAmI() {
     return true;
   } catch (error) {
     if (error.status === 401) {
-      window.location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+      window.location.assign(`/login?next=${encodeURIComponent(location.pathname
+                                                                + location.search)}`);
       return false;
     }
     showError("connect-error", error);
@@ -71,8 +127,7 @@ function recentHosts() {
 }
 
 function remember(host) {
-  const others = recentHosts().filter((h) => !(h.hostname === host.hostname
-    && h.port === host.port && h.username === host.username));
+  const others = recentHosts().filter((h) => hostKey(h) !== hostKey(host));
   localStorage.setItem(RECENT_KEY, JSON.stringify([host, ...others].slice(0, 8)));
   fillRecent();
 }
@@ -81,11 +136,13 @@ function fillRecent() {
   const hosts = recentHosts();
   $("recent-hosts").replaceChildren(...hosts.map((h) => element("option", {
     value: h.hostname, label: `${h.username}@${h.hostname}:${h.port}` })));
-  if (hosts.length && !$("hostname").value) {
-    $("hostname").value = hosts[0].hostname;
-    $("port").value = hosts[0].port;
-    $("username").value = hosts[0].username;
-  }
+  if (hosts.length && !$("hostname").value) fillTarget(hosts[0]);
+}
+
+function fillTarget(target) {
+  $("hostname").value = target.hostname;
+  $("port").value = target.port;
+  $("username").value = target.username || "";
 }
 
 $("hostname").addEventListener("change", () => {
@@ -95,29 +152,43 @@ $("hostname").addEventListener("change", () => {
 
 async function connected(sid, target) {
   state.session = { sid, ...target };
+  thumbs.reset(sid);
   sessionStorage.setItem(SESSION_KEY, JSON.stringify(state.session));
   remember(target);
   $("connect-form").hidden = true;
   $("challenge-form").hidden = true;
-  $("connected").textContent = `Connected to ${target.username ? target.username + "@" : ""}`
-    + `${target.hostname}${target.port !== 22 ? ":" + target.port : ""}.`;
-  $("connected").append(" ", element("button", { type: "button", class: "quiet", id: "disconnect",
-    onclick: disconnect }, "Disconnect"));
+  $("connect-note").hidden = true;
+  showError("connect-error", null);
+  $("connected").replaceChildren(`Connected to ${target.username ? target.username + "@" : ""}`
+    + `${target.hostname}${target.port !== 22 ? ":" + target.port : ""}.`, " ",
+  element("button", { type: "button", class: "quiet", id: "disconnect", onclick: disconnect },
+    "Disconnect"));
   $("connected").hidden = false;
   $("browse").hidden = false;
   const info = await call("GET", `/remotes/${sid}`);
   showPlacement(info.agent);
+  const wanted = pending && (!pending.target || hostKey(pending.target) === hostKey(target))
+    ? pending : null;
+  pending = null;
   const home = (info.agent.work_dir || "").replace(/\/\.cache\/framewire.*$/, "");
-  await openFolder(state.path || home || "/");
+  const path = (wanted && wanted.path) || state.path || home || "/";
+  const opening = openFolder(wanted && wanted.file ? `${path.replace(/\/$/, "")}/${wanted.file}`
+    : path, { quiet: Boolean(wanted) });
+  if (wanted && wanted.job) await openJob(wanted.job, { push: false });
+  await opening;
+  writeUrl();
 }
 
 async function disconnect() {
   if (state.session) await call("DELETE", `/remotes/${state.session.sid}`).catch(() => null);
   sessionStorage.removeItem(SESSION_KEY);
   state.session = null;
+  thumbs.reset(null);
+  closeJob();
   $("connected").hidden = true;
   $("connect-form").hidden = false;
-  for (const id of ["browse", "options", "progress", "result"]) $(id).hidden = true;
+  for (const id of ["browse", "options"]) $(id).hidden = true;
+  writeUrl();
 }
 
 function askChallenge(challenge, target) {
@@ -167,26 +238,74 @@ $("connect-form").addEventListener("submit", async (event) => {
   await login(body, target);
 });
 
+/** A session already open to ``target`` (any, if null): the one this tab used, else
+ * the newest the server lists. */
+async function openSession(target) {
+  const saved = (() => {
+    try { return JSON.parse(sessionStorage.getItem(SESSION_KEY)); } catch (e) { return null; }
+  })();
+  const fits = (s) => !target || hostKey(s) === hostKey({ ...target,
+    username: target.username || s.username });
+  if (saved && fits(saved)) {
+    try {
+      await call("GET", `/remotes/${saved.sid}`);
+      return saved;
+    } catch (error) {
+      sessionStorage.removeItem(SESSION_KEY);
+    }
+  }
+  try {
+    const { remotes } = await call("GET", "/remotes");
+    const found = remotes.find(fits);
+    return found ? { sid: found.sid, hostname: found.hostname, port: found.port,
+                     username: found.username } : null;
+  } catch (error) {
+    return null;
+  }
+}
+
 // -- browse -----------------------------------------------------------------
 
-async function openFolder(path) {
+/** Open a folder (or a file's folder, the file highlighted). A path that cannot be
+ * opened leaves the listing and the box as they were, and says why. */
+async function openFolder(path, { quiet = false } = {}) {
+  const request = ++state.browsing;
   showError("browse-error", null);
+  $("listing-scroll").setAttribute("aria-busy", "true");
   try {
-    const listing = await call("POST", `/remotes/${state.session.sid}/browse${pathUrl(path)}`, {});
-    state.path = listing.path;
-    state.entries = listing.names.map((name, i) => ({
-      name, size: listing.sizes[i], type: listing.types[i],
-      path: (listing.path.endsWith("/") ? listing.path : listing.path + "/") + name,
-    }));
+    const sid = state.session.sid;
+    let answer = await call("POST", `/remotes/${sid}/browse${pathUrl(path)}`, {});
+    let highlight = null;
+    const asked = path.replace(/\/+$/, "") || "/";
+    if (answer.path !== asked && answer.names.length === 1 && answer.types[0] === "f"
+        && asked === `${answer.path.replace(/\/$/, "")}/${answer.names[0]}`) {
+      // A file: its folder, with the file picked out.
+      highlight = asked;
+      answer = await call("POST", `/remotes/${sid}/browse${pathUrl(answer.path)}`, {});
+    }
+    if (request !== state.browsing) return;  // a newer request went out meanwhile
+    state.path = answer.path;
+    const prefix = answer.path.endsWith("/") ? answer.path : answer.path + "/";
+    const entries = answer.names.map((name, i) => ({
+      name, size: answer.sizes[i], type: answer.types[i], path: prefix + name }));
     $("path").value = state.path;
-    const images = state.entries.filter((e) => e.type === "f" && IMAGE.test(e.name));
+    const images = entries.filter((e) => e.type === "f" && IMAGE.test(e.name));
     if (images.length && !images.some((e) => globRegExp($("pattern").value).test(e.name))) {
       $("pattern").value = "*" + images[0].name.slice(images[0].name.lastIndexOf("."));
     }
+    const parent = state.path === "/" ? null : state.path.replace(/\/[^/]*\/?$/, "") || "/";
+    listing.setEntries(state.path, entries, parent, highlight);
     renderCrumbs();
-    renderListing();
+    if (!quiet) writeUrl(true);
   } catch (error) {
-    showError("browse-error", error);
+    if (request !== state.browsing) return;
+    $("path").value = state.path;
+    // Said where it was typed; what was on screen stays.
+    const still = state.path ? ` Still showing ${state.path}.` : "";
+    showError("browse-error", { message: error.message,
+      hint: (error.hint || "Check the path (it is case-sensitive) and open it again.") + still });
+  } finally {
+    if (request === state.browsing) $("listing-scroll").removeAttribute("aria-busy");
   }
 }
 
@@ -203,47 +322,20 @@ function renderCrumbs() {
   $("crumbs").replaceChildren(...items);
 }
 
-function selectedPaths() {
-  return new Set(state.selection ? state.selection.files : []);
-}
-
-function renderListing() {
-  const filter = $("filter").value.toLowerCase();
-  const chosen = selectedPaths();
-  const rows = [];
-  if (state.path !== "/") {
-    const parent = state.path.replace(/\/[^/]*\/?$/, "") || "/";
-    rows.push(element("li", { class: "dir" }, element("button", { type: "button",
-      onclick: () => openFolder(parent) }, "↑ Parent folder")));
-  }
-  for (const entry of state.entries) {
-    if (filter && !entry.name.toLowerCase().includes(filter)) continue;
-    if (entry.type === "d") {
-      rows.push(element("li", { class: "dir" }, element("button", { type: "button",
-        onclick: () => openFolder(entry.path) }, `📁 ${entry.name}`)));
-    } else if (IMAGE.test(entry.name)) {
-      const box = element("input", { type: "checkbox", "aria-label": `Select ${entry.name}` });
-      box.checked = chosen.has(entry.path);
-      box.addEventListener("change", () => toggle(entry.path, box.checked));
-      rows.push(element("li", { class: "image" }, box,
-        element("img", { src: imageUrl(entry.path, 96), alt: "", loading: "lazy",
-                         width: "48", height: "36" }),
-        element("span", { class: "name" }, entry.name),
-        element("span", { class: "size" }, bytes(entry.size))));
-    } else {
-      rows.push(element("li", { class: "file" }, element("span", { class: "name" }, entry.name),
-        element("span", { class: "size" }, bytes(entry.size))));
-    }
-  }
-  $("listing").replaceChildren(...rows);
-}
-
 $("path-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const path = $("path").value.trim();
   if (path) openFolder(path.startsWith("/") ? path : "/" + path);
 });
-$("filter").addEventListener("input", renderListing);
+$("filter").addEventListener("input", () => listing.setFilter($("filter").value));
+
+// -- the selection ------------------------------------------------------------
+
+function chosen() {
+  if (!state.selection) return new Set();
+  if (!state.selection.set) state.selection.set = new Set(state.selection.files);
+  return state.selection.set;
+}
 
 function toggle(path, on) {
   const files = state.selection && state.selection.mode === "files"
@@ -256,8 +348,8 @@ function toggle(path, on) {
 $("select-pattern").addEventListener("click", () => {
   const pattern = $("pattern").value.trim() || "*";
   const regex = globRegExp(pattern);
-  const files = state.entries.filter((e) => e.type === "f" && regex.test(e.name))
-    .map((e) => e.path).sort(naturalCompare);
+  const files = listing.images().filter((e) => regex.test(e.name)).map((e) => e.path)
+    .sort(naturalCompare);
   if (!files.length) {
     showError("browse-error", { message: `No file in ${state.path} matches ${pattern}.`,
                                 hint: "Change the pattern, or open another folder." });
@@ -268,24 +360,41 @@ $("select-pattern").addEventListener("click", () => {
 });
 $("select-none").addEventListener("click", () => setSelection(null));
 
+function folderText(files) {
+  const folders = new Set(files.map(dirName));
+  return folders.size === 1 ? `in ${[...folders][0]}` : `across ${folders.size} folders`;
+}
+
 function setSelection(selection) {
   state.selection = selection;
-  renderListing();
+  listing.refreshChecks();
   const box = $("selection");
   if (!selection) { box.hidden = true; $("options").hidden = true; return; }
   const files = selection.files;
-  const name = (p) => p.slice(p.lastIndexOf("/") + 1);
-  $("selection-text").textContent = `${files.length} frame${files.length === 1 ? "" : "s"}`
+  $("selection-text").textContent = `${files.length.toLocaleString("en")} frame`
+    + `${files.length === 1 ? "" : "s"}`
     + (selection.mode === "pattern" ? ` matching ${selection.pattern}` : " selected")
-    + `, from ${name(files[0])} to ${name(files[files.length - 1])}, in natural order.`;
+    + ` ${selection.mode === "pattern" ? "in " + selection.directory : folderText(files)}`
+    + `, from ${baseName(files[0])} to ${baseName(files[files.length - 1])}, in natural order.`;
   const samples = Math.min(8, files.length);
   const picks = [...new Set(Array.from({ length: samples },
     (_, i) => Math.round(i * (files.length - 1) / Math.max(1, samples - 1))))];
-  $("strip").replaceChildren(...picks.map((i) => element("li", {},
-    element("img", { src: imageUrl(files[i], 160), alt: name(files[i]), loading: "lazy" }),
-    `#${i + 1}`)));
+  const slots = picks.map((i) => element("li", { "data-path": files[i] },
+    element("span", { class: "thumb" }), `#${(i + 1).toLocaleString("en")}`));
+  $("strip").replaceChildren(...slots);
   box.hidden = false;
   $("options").hidden = false;
+  // The order strip first: one request for the frames not already shown.
+  const paths = picks.map((i) => files[i]);
+  thumbs.now(paths).then((known) => {
+    if (state.selection !== selection) return;
+    known.forEach((entry, i) => {
+      if (!entry) return;
+      slots[i].querySelector(".thumb").replaceChildren(entry.url
+        ? element("img", { src: entry.url, alt: baseName(paths[i]) })
+        : icon("warning", `${baseName(paths[i])} cannot be used`));
+    });
+  });
 }
 
 // -- where it runs -------------------------------------------------------------
@@ -370,9 +479,20 @@ function chunksText(status) {
 
 $("crf").addEventListener("input", () => { $("crf-value").textContent = $("crf").value; });
 
+// The options the form sets; "make again" carries over the others a job was made with.
+const FORM_FIELDS = ["content-type", "images", "frame-rate", "crf", "fit", "pixel-format",
+                     "width", "height", "preset", "poster", "executor", "chunks", "slurm"];
+
 function videoRequest() {
   const s = state.selection;
+  const kept = {};
+  if (state.again) {
+    for (const [key, value] of Object.entries(state.again)) {
+      if (!FORM_FIELDS.includes(key)) kept[key] = value;
+    }
+  }
   const body = {
+    ...kept,
     "content-type": $("format").value,
     images: s.mode === "pattern"
       ? { directory: s.directory, pattern: s.pattern, sort: "natural" } : s.files,
@@ -384,21 +504,26 @@ function videoRequest() {
   if ($("width").value) body.width = Number($("width").value);
   if ($("height").value) body.height = Number($("height").value);
   if ($("preset").value && body["content-type"] === "video/mp4") body.preset = $("preset").value;
-  if ($("poster").checked) body.poster = true;
+  body.poster = $("poster").checked;
   placementRequest(body);
   return body;
 }
 
 $("video-form").addEventListener("submit", async (event) => {
   event.preventDefault();
+  // A new request: whatever the last one showed is gone, its result included.
+  closeJob();
   showError("video-error", null);
   $("make").disabled = true;
   try {
     const { sid: vsid } = await call("POST", `/remotes/${state.session.sid}/videos`, videoRequest());
-    follow(state.session.sid, vsid);
+    state.again = null;
+    $("again-note").hidden = true;
     refreshJobs();
+    await openJob(vsid);
   } catch (error) {
     showError("video-error", error);
+    writeUrl();
   } finally {
     $("make").disabled = false;
   }
@@ -419,6 +544,7 @@ function showStatus(status) {
   $("scheduler-text").textContent = scheduler;
   $("scheduler-text").hidden = !scheduler;
   $("progress").dataset.status = status.status;
+  $("progress").dataset.frames = String(status.frames_done || 0);
 }
 
 // A job's status is its last word when it can no longer succeed or has: the
@@ -427,22 +553,42 @@ function isFinal(status) {
   return !status.ok || status.ready;
 }
 
-function follow(sid, vsid) {
+/** Forget the job on screen: its stream, preview, progress and result. */
+function closeJob() {
   if (state.stream) state.stream.close();
-  state.job = { sid, vsid };
+  state.stream = null;
+  state.job = null;
+  preview.stop();
+  $("progress").hidden = true;
+  $("result").hidden = true;
+  $("job-info").hidden = true;
+  $("player").removeAttribute("src");
+  $("player").removeAttribute("poster");
+  $("player").load();
+  showError("progress-error", null);
+  showError("job-error", null);
+}
+
+function follow(sid, vsid, first = null) {
+  if (state.stream) state.stream.close();
+  state.job = { sid, vsid, status: first };
   $("progress").hidden = false;
   $("result").hidden = true;
   $("cancel").hidden = false;
   showError("progress-error", null);
-  showStatus({ progress: 0, message: "Queued." });
+  showStatus(first || { progress: 0, message: "Queued." });
   const stream = new EventSource(`/remotes/${sid}/videos/${vsid}/events`);
   state.stream = stream;
   stream.addEventListener("status", (event) => {
+    if (state.stream !== stream) return;
     const status = JSON.parse(event.data);
+    state.job.status = status;
     showStatus(status);
     if (isFinal(status)) {
       stream.close();
       finished(status);
+    } else {
+      preview.update(status.preview);
     }
   });
   stream.addEventListener("end", (event) => {
@@ -453,7 +599,7 @@ function follow(sid, vsid) {
                                   hint: "Reload the page or connect again to follow it." });
   });
   stream.onerror = () => {
-    if (stream.readyState === EventSource.CLOSED) {
+    if (stream.readyState === EventSource.CLOSED && state.stream === stream) {
       showError("progress-error", { message: "Lost the progress stream.",
                                     hint: "Reload the page; the job goes on." });
     }
@@ -462,6 +608,8 @@ function follow(sid, vsid) {
 
 function finished(status) {
   $("cancel").hidden = true;
+  $("delete").hidden = status.status === "expired";
+  preview.stop();
   refreshJobs();
   if (status.status !== "succeeded") {
     const detail = status.status === "failed" && status.stderr
@@ -496,17 +644,158 @@ $("cancel").addEventListener("click", async () => {
   }
 });
 
+// -- one job: opened from "Your videos" or a link ------------------------------
+
+const OPTION_LABELS = [
+  ["content-type", "Format"], ["frame-rate", "Frames per second"], ["crf", "Quality (CRF)"],
+  ["width", "Width"], ["height", "Height"], ["fit", "Fit"], ["pixel-format", "Pixel format"],
+  ["preset", "Preset"], ["poster", "Poster"], ["executor", "Run on"], ["chunks", "Chunks"],
+];
+
+function imagesText(images) {
+  if (Array.isArray(images)) {
+    return images.length ? `${images.length} frames ${folderText(images)}` : "";
+  }
+  if (images && typeof images === "object") {
+    return `${images.pattern || "*"} in ${images.directory}`;
+  }
+  return "";
+}
+
+function showRequest(request) {
+  const rows = [];
+  const images = imagesText(request.images);
+  if (images) rows.push(["Frames", images]);
+  for (const [key, label] of OPTION_LABELS) {
+    if (request[key] === undefined || request[key] === null) continue;
+    rows.push([label, typeof request[key] === "boolean" ? (request[key] ? "yes" : "no")
+      : String(request[key])]);
+  }
+  if (request.slurm && request.slurm.partition) rows.push(["Partition", request.slurm.partition]);
+  const others = Object.keys(request).filter((key) => !FORM_FIELDS.includes(key));
+  if (others.length) rows.push(["Also set", others.join(", ")]);
+  $("job-options").replaceChildren(...rows.flatMap(([term, value]) => [
+    element("dt", {}, term), element("dd", {}, value)]));
+  $("again").hidden = !request.images;
+  $("job-options-empty").hidden = rows.length > 0;
+}
+
+/** Open a job by id on this session: its status, player, options, and the
+ * actions its state allows. */
+async function openJob(vsid, { push = true } = {}) {
+  const sid = state.session.sid;
+  closeJob();
+  state.job = { sid, vsid, status: null };
+  writeUrl(push);
+  let status;
+  try {
+    status = await call("GET", `/remotes/${sid}/videos/${vsid}/status`);
+  } catch (error) {
+    $("job-info").hidden = false;
+    $("job-title-id").textContent = vsid.slice(0, 8);
+    $("job-options").replaceChildren();
+    $("again").hidden = true;
+    $("delete").hidden = true;
+    showError("job-error", error.status === 404
+      ? { message: error.message, hint: `No video ${vsid.slice(0, 8)} on this host account: `
+          + "it may have been deleted, or made on another host." } : error);
+    return;
+  }
+  if (!state.job || state.job.vsid !== vsid) return;
+  $("job-info").hidden = false;
+  $("job-title-id").textContent = vsid.slice(0, 8);
+  const request = status.request || {};
+  showRequest(request);
+  if (isFinal(status)) {
+    state.job.status = status;
+    state.job.request = request;
+    $("progress").hidden = false;
+    showStatus(status);
+    finished(status);
+  } else {
+    $("delete").hidden = true;
+    follow(sid, vsid, status);
+    state.job.request = request;
+    preview.update(status.preview);
+  }
+}
+
+$("delete").addEventListener("click", async () => {
+  if (!state.job) return;
+  const { sid, vsid } = state.job;
+  try {
+    await call("DELETE", `/remotes/${sid}/videos/${vsid}`);
+    await openJob(vsid);
+  } catch (error) {
+    showError("job-error", error);
+  }
+  refreshJobs();
+});
+
+/** Make it again: its folder and frames chosen, the form filled with its options. */
+$("again").addEventListener("click", async () => {
+  const request = (state.job && state.job.request) || {};
+  const images = request.images;
+  const folder = Array.isArray(images) ? dirName(images[0]) : images.directory;
+  await openFolder(folder);
+  if (state.path !== folder) return;  // the folder is gone: the error says so
+  if (Array.isArray(images)) {
+    setSelection({ mode: "files", files: images });
+  } else {
+    $("pattern").value = images.pattern || "*";
+    $("select-pattern").click();
+  }
+  $("format").value = request["content-type"] || "video/mp4";
+  $("frame-rate").value = request["frame-rate"] ?? 25;
+  $("crf").value = request.crf ?? 23;
+  $("crf-value").textContent = $("crf").value;
+  $("width").value = request.width ?? "";
+  $("height").value = request.height ?? "";
+  $("fit").value = request.fit || "contain";
+  $("pixel-format").value = request["pixel-format"] || "yuv420p";
+  $("preset").value = request.preset || "";
+  $("poster").checked = request.poster !== false;
+  if (request.fit || request["pixel-format"] || request.preset || request.poster === false) {
+    $("video-form").querySelector("details").open = true;  // what it set, in sight
+  }
+  if (!$("placement").hidden && request.executor) {
+    $("executor").value = request.executor;
+    $("chunks").value = request.chunks || 1;
+    if (request.slurm && request.slurm.partition) $("partition").value = request.slurm.partition;
+    $("slurm-time").value = (request.slurm && request.slurm.time) || "";
+    syncPlacement();
+  }
+  state.again = request;
+  const others = Object.keys(request).filter((key) => !FORM_FIELDS.includes(key));
+  $("again-note").textContent = `Made again from video ${state.job.vsid.slice(0, 8)}`
+    + (others.length ? `; it also keeps ${others.join(", ")}.` : ".");
+  $("again-note").hidden = false;
+  $("options").scrollIntoView({ behavior: "smooth", block: "start" });
+  $("make").focus({ preventScroll: true });
+});
+
 // -- the list of videos ------------------------------------------------------
+
+function jobLink(job) {
+  const params = new URLSearchParams({ host: job.hostname, port: String(job.port || 22),
+                                       user: job.username, job: job.sid });
+  return `${location.pathname}?${params}`;
+}
 
 async function refreshJobs() {
   try {
     const storage = await call("GET", "/storage");
-    const rows = storage.videos.slice(0, 50).map((job) => element("tr", {},
-      element("td", {}, element("code", {}, job.sid.slice(0, 8))),
-      element("td", {}, `${job.username}@${job.hostname}`),
-      element("td", { class: `status-${job.status}` }, job.status),
-      element("td", {}, element("time", { datetime: job.created }, age(job.created))),
-      element("td", {}, job.size ? bytes(job.size) : "")));
+    const rows = storage.videos.slice(0, 50).map((job) => element("tr", {
+      "data-vsid": job.sid },
+    element("td", {}, element("a", { href: jobLink(job), onclick: (event) => {
+      if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+      event.preventDefault();
+      goTo(new URL(jobLink(job), location.href));
+    } }, element("code", {}, job.sid.slice(0, 8)))),
+    element("td", {}, `${job.username}@${job.hostname}`),
+    element("td", { class: `status-${job.status}` }, job.status),
+    element("td", {}, element("time", { datetime: job.created }, age(job.created))),
+    element("td", {}, job.size ? bytes(job.size) : "")));
     $("job-rows").replaceChildren(...rows);
     $("jobs-empty").hidden = rows.length > 0;
   } catch (error) {
@@ -516,23 +805,63 @@ async function refreshJobs() {
 
 // -- start --------------------------------------------------------------------
 
+/** Land where ``url`` says: on this session if it is the host's, else on one the
+ * server has open to it, else at the connect form, filled in. */
+async function goTo(url) {
+  history.pushState(null, "", url.pathname + url.search);
+  await land();
+}
+
+// One landing at a time: a link clicked while the page still connects waits for it.
+let landing = Promise.resolve();
+function land() {
+  landing = landing.then(landOnce, landOnce);
+  return landing;
+}
+
+async function landOnce() {
+  const wanted = readUrl();
+  const here = state.session;
+  if (here && (!wanted.target || hostKey({ ...wanted.target,
+    username: wanted.target.username || here.username }) === hostKey(here))) {
+    if (wanted.path && wanted.path !== state.path) {
+      await openFolder(wanted.file ? `${wanted.path.replace(/\/$/, "")}/${wanted.file}`
+        : wanted.path, { quiet: true });
+    }
+    if (wanted.job && (!state.job || state.job.vsid !== wanted.job)) {
+      await openJob(wanted.job, { push: false });
+    }
+    if (!wanted.job && state.job) closeJob();
+    return;
+  }
+  pending = wanted;
+  const session = await openSession(wanted.target);
+  if (session) {
+    await connected(session.sid, { hostname: session.hostname, port: session.port,
+                                   username: session.username });
+    return;
+  }
+  if (here) {
+    // Another host: its own session is needed first.
+    $("connected").hidden = true;
+    $("connect-form").hidden = false;
+  }
+  if (wanted.target) {
+    fillTarget(wanted.target);
+    $("connect-note").textContent = `Connect to ${wanted.target.hostname} to open `
+      + (wanted.job ? `video ${wanted.job.slice(0, 8)}.` : `${wanted.path || "it"}.`);
+    $("connect-note").hidden = false;
+  }
+  ($("hostname").value ? $("password") : $("hostname")).focus();
+}
+
+window.addEventListener("popstate", () => land());
+
 async function start() {
   if (!(await whoAmI())) return;
   fillRecent();
   refreshJobs();
-  const saved = sessionStorage.getItem(SESSION_KEY);
-  if (saved) {
-    try {
-      const session = JSON.parse(saved);
-      await call("GET", `/remotes/${session.sid}`);
-      await connected(session.sid, { hostname: session.hostname, port: session.port,
-                                     username: session.username });
-      return;
-    } catch (error) {
-      sessionStorage.removeItem(SESSION_KEY);
-    }
-  }
-  ($("hostname").value ? $("password") : $("hostname")).focus();
+  await land();
 }
 
 start();

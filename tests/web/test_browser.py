@@ -8,72 +8,19 @@ Screenshots of every step are written to tests/artifacts/browser/.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from server.users import UserFile
 from tests.fixtures import SSHD, LiveServer, probe, solid_frames
 from tests.hosts import HostileSSHD
+from tests.web.pages import connect, images_listed, log_in, open_folder, shot
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browser"
 FRAMES = 50
 SIZE = (160, 120)
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    raise RuntimeError("Chromium is not installed: apt-get install chromium (.ci/run does)")
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    """A browser per test: what Playwright starts along the way (threads for a
-    download, its sockets) ends with the test, as the leak check wants."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium(), headless=True,
-                                              args=["--no-sandbox"])
-        yield launched
-        launched.close()
-
-
-def shot(page: Page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-@pytest.fixture
-def site(make_server: Callable[..., LiveServer], sshd: SSHD) -> LiveServer:
-    server = make_server(auth={"mode": "users"}, ssh={"known_hosts": str(sshd.known_hosts)})
-    UserFile(server.config.users_file).add("analyst", "analyst-password")
-    return server
-
-
-def log_in(browser: Browser, site: LiveServer, width: int = 1280, height: int = 800) -> Page:
-    page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
-    page.set_default_timeout(30_000)
-    page.goto(site.url + "/")
-    expect(page).to_have_url(site.url + "/login?next=%2F")
-    page.get_by_label("User name", exact=True).fill("analyst")
-    page.get_by_label("Password", exact=True).fill("analyst-password")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.locator("#who")).to_have_text("Logged in as analyst")
-    return page
-
-
-def connect(page: Page, sshd: SSHD, password: str) -> None:
-    page.get_by_label("Host", exact=True).fill("127.0.0.1")
-    page.get_by_label("Port", exact=True).fill(str(sshd.port))
-    page.get_by_label("User name", exact=True).fill(sshd.user)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Connect").click()
 
 
 def test_the_whole_flow(browser: Browser, site: LiveServer, sshd: SSHD, images: Path,
@@ -92,8 +39,8 @@ def test_the_whole_flow(browser: Browser, site: LiveServer, sshd: SSHD, images: 
     page.get_by_label("Folder", exact=True).fill(str(images))
     page.get_by_role("button", name="Open").click()
     listing = page.locator("#listing")
-    expect(listing.locator("li.image")).to_have_count(FRAMES)
-    expect(listing).to_contain_text("notes.txt")
+    expect(page.locator("#listing-summary")).to_have_text(
+        "0 folders · 50 images · 1 other file")
     names = listing.locator("li.image .name").all_inner_texts()
     # Natural order, the order the video takes them in: f2 before f10.
     assert names[:3] == ["f1.png", "f2.png", "f3.png"], "the listing is in natural order"
@@ -104,12 +51,16 @@ def test_the_whole_flow(browser: Browser, site: LiveServer, sshd: SSHD, images: 
     page.get_by_label("Filter this folder", exact=True).fill("f4")
     expect(listing.locator("li.image")).to_have_count(11)  # f4, f40..f49
     page.get_by_label("Filter this folder", exact=True).fill("")
+    page.locator("#listing-scroll").evaluate("box => { box.scrollTop = box.scrollHeight; }")
+    expect(listing.locator("li.file")).to_contain_text("notes.txt")
+    page.locator("#listing-scroll").evaluate("box => { box.scrollTop = 0; }")
     shot(page, "03-browse")
 
     page.get_by_label("Pattern", exact=True).fill("f*.png")
     page.get_by_role("button", name="Select all matching").click()
     expect(page.locator("#selection-text")).to_have_text(
-        f"{FRAMES} frames matching f*.png, from f1.png to f{FRAMES}.png, in natural order.")
+        f"{FRAMES} frames matching f*.png in {images}, from f1.png to f{FRAMES}.png, "
+        "in natural order.")
     strip = page.locator("#strip li")
     expect(strip).to_have_count(8)
     assert strip.first.inner_text() == "#1" and strip.last.inner_text() == f"#{FRAMES}"
@@ -183,8 +134,7 @@ def test_errors_are_shown_with_their_hints(browser: Browser, site: LiveServer, s
 
     connect(page, sshd, sshd.password)
     expect(page.locator("#connected")).to_be_visible(timeout=30_000)
-    page.get_by_label("Folder", exact=True).fill(str(images))
-    page.keyboard.press("Enter")
+    open_folder(page, images)
     expect(page.locator("#listing li.image")).to_have_count(3)
     for name in ("frame0000.png", "frame0001.png"):
         page.get_by_label(f"Select {name}", exact=True).check()
@@ -255,9 +205,8 @@ def test_cancel_and_an_unknown_host_key(browser: Browser, make_server: Callable[
     page = log_in(browser, server)
     connect(page, sshd, sshd.password)
     expect(page.locator("#connected")).to_be_visible(timeout=30_000)
-    page.get_by_label("Folder", exact=True).fill(str(images))
-    page.keyboard.press("Enter")
-    expect(page.locator("#listing li.image")).to_have_count(120)
+    open_folder(page, images)
+    assert images_listed(page) == 120
     page.get_by_label("Pattern", exact=True).fill("noise*.png")
     page.get_by_role("button", name="Select all matching").click()
     page.locator("#crf").fill("0")
