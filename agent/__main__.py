@@ -73,6 +73,8 @@ def main(argv=None):
     serve.add_argument("--setup", default="[]",
                        help="the host's set-up commands (a JSON list of argv lists), for "
                             "batch jobs to run before the runner")
+    serve.add_argument("--thumbnail-cache", type=int, default=64, metavar="MIB",
+                       help="the size the thumbnail cache (WORK_DIR/thumbs) is kept under")
     stream_parser = commands.add_parser("stream", help="copy a byte range of a file to stdout")
     stream_parser.add_argument("--nonce", default="")
     run_job = commands.add_parser("run-job", help="run one job (started by serve)")
@@ -123,7 +125,8 @@ def main(argv=None):
     finder = threading.Thread(target=lambda: discovery.append(slurm.discover()),
                               name="slurm-discovery", daemon=True)
     finder.start()
-    agent = service.Agent(work_dir, placements, writer, max(0, min(19, args.nice)))
+    agent = service.Agent(work_dir, placements, writer, max(0, min(19, args.nice)),
+                          thumbnail_cache=max(0, args.thumbnail_cache) << 20)
     finder.join()
     found = discovery[0] if discovery else None
     if found is not None:

@@ -8,7 +8,6 @@ whenever a job the server asked about changes.
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -18,8 +17,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Set  # noqa: F401 (type comments)
 
-from . import PROTOCOL_VERSION, __version__, ffmpeg, files, jobs, protocol
+from . import PROTOCOL_VERSION, __version__, ffmpeg, files, jobs, protocol, thumbnails
 from .executors import Executor  # noqa: F401 (type comments)
+from .thumbnails import conversion_error, fit_within
 
 Handler = Callable[[Dict[str, Any]], Dict[str, Any]]
 IMAGE_TYPES = ("image/png", "image/jpeg")
@@ -48,11 +48,13 @@ def free_space(path):
 
 
 class Agent(object):
-    def __init__(self, work_dir, placements, writer, nice=0, slurm=None):
-        # type: (str, Dict[str, Executor], protocol.LineWriter, int, Optional[Dict[str, Any]]) -> None  # noqa: E501
+    def __init__(self, work_dir, placements, writer, nice=0, slurm=None,
+                 thumbnail_cache=thumbnails.CACHE_CAP):
+        # type: (str, Dict[str, Executor], protocol.LineWriter, int, Optional[Dict[str, Any]], int) -> None  # noqa: E501
         """Serve the protocol over ``writer``, with jobs run by the executors of
         ``placements`` (``local``, and ``slurm`` where the host has it: ``slurm``
-        is what its discovery found, for the hello)."""
+        is what its discovery found, for the hello), and thumbnails cached up to
+        ``thumbnail_cache`` bytes."""
         self.work_dir = work_dir
         self.temp_dir = os.path.join(work_dir, "tmp")
         os.makedirs(self.temp_dir, mode=0o700, exist_ok=True)
@@ -67,12 +69,14 @@ class Agent(object):
         self.jobs = jobs.JobStore(work_dir, placements, self.ffmpeg, nice)
         self.jobs.partitions = lambda: (self.slurm or {}).get("partitions") or []
         self.watcher = jobs.JobWatcher(self.jobs, writer.send)
+        self.thumbnails = thumbnails.Thumbnails(work_dir, self.ffmpeg, thumbnail_cache)
         self.commands = {
             "ping": lambda args: {"pong": True},
             "browse": files.browse,
             "stat": files.stat,
             "read-image": self.read_image,
             "release": self.release,
+            "thumbnails": self.thumbnails.batch,
             "create-video": self.create_video,
             "video-status": self.watched(self.jobs.status),
             "cancel-video": self.jobs.cancel,
@@ -136,9 +140,23 @@ class Agent(object):
         ffmpeg.require(self.ffmpeg)
         handle, output = tempfile.mkstemp(
             dir=self.temp_dir, suffix=".png" if wanted == "image/png" else ".jpg")
-        os.close(handle)
         with self.temporaries_lock:
             self.temporaries.add(output)
+        if wanted == thumbnails.CONTENT_TYPE and max(width, height) <= thumbnails.MAX_SIZE:
+            # A JPEG thumbnail: from the thumbnail cache, converted into it if need be.
+            try:
+                with os.fdopen(handle, "wb") as temporary:
+                    data = self.thumbnails.jpeg(path, args)[0]
+                    temporary.write(data)
+            except protocol.AgentError:
+                self._remove_temporary(output)
+                raise
+            except OSError as error:
+                self._remove_temporary(output)
+                raise conversion_error(path, str(error)) from None
+            return {"path": output, "size": len(data), "content_type": wanted,
+                    "temporary": True, "width": width, "height": height}
+        os.close(handle)
         argv = ffmpeg.thumbnail_argv(self.ffmpeg["path"], path, width, height, wanted, output)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
@@ -208,39 +226,3 @@ class Agent(object):
                               "error": protocol.AgentError(protocol.INTERNAL,
                                                            "Agent error: %s" % error).to_json()})
 
-
-def conversion_error(path, stderr):
-    # type: (str, str) -> protocol.AgentError
-    """Why ffmpeg could not convert the image at ``path``: its disk, else the image."""
-    details = {"path": path, "stderr": stderr[-2000:]}
-    if "No space left on device" in stderr:
-        return protocol.AgentError(protocol.NO_SPACE, "The remote disk is full: no room to "
-                                   "convert %s." % path, dict(details, hint="Free space in "
-                                   "the agent's work directory on the remote host."))
-    reasons = [re.sub(r"^\[[^\]]*\]\s*", "", line).strip() for line in stderr.splitlines()
-               if line.strip()]
-    return protocol.AgentError(protocol.UNDECODABLE_IMAGE, "Cannot decode the image %s%s."
-                               % (path, " (%s)" % reasons[0] if reasons else ""), details)
-
-
-def fit_within(width, height, args):
-    # type: (int, int, Dict[str, Any]) -> Any
-    """Shrink (never enlarge) to honour max-size, max-width and max-height."""
-    scale = 1.0
-    for key in ("max-size", "max-width", "max-height"):
-        value = args.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise protocol.AgentError(protocol.BAD_REQUEST,
-                                      "%s must be a positive integer." % key, {"field": key})
-        if key == "max-size":
-            current = max(width, height)
-        elif key == "max-width":
-            current = width
-        else:
-            current = height
-        scale = min(scale, float(value) / current)
-    if scale >= 1.0:
-        return width, height
-    return max(1, int(round(width * scale))), max(1, int(round(height * scale)))

@@ -46,6 +46,9 @@ def main() -> int:
     parser.add_argument("--serial-host", default=None,
                         help="a host profile of this name for 127.0.0.1 whose chunked jobs "
                              "run one chunk at a time (max_parallel_chunks = 1)")
+    parser.add_argument("--work-dir-host", default=None, metavar="NAME=DIR",
+                        help="a host profile NAME for 127.0.0.1 whose agent works in DIR "
+                             "(a benchmark's own work directory)")
     args = parser.parse_args()
 
     data_dir = Path(args.data_dir)
@@ -60,6 +63,10 @@ def main() -> int:
         from server.config import HostConfig
         config.hosts[args.serial_host] = HostConfig(hostname="127.0.0.1",
                                                     max_parallel_chunks=1)
+    if args.work_dir_host:
+        from server.config import HostConfig
+        name, _, work_dir = args.work_dir_host.partition("=")
+        config.hosts[name] = HostConfig(hostname="127.0.0.1", work_dir=work_dir)
     # A benchmark's load is one user's: no per-user request rate to trip over.
     config.limits.requests_per_minute = 0
     server = LiveServer(config)

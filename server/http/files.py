@@ -1,4 +1,4 @@
-"""Browse, files and images on the remote host."""
+"""Browse, files, images and batches of thumbnails on the remote host."""
 
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ class FileHandler(ApiHandler):
         await send_remote_file(self, session, found)
 
     head = get
+
+
+class ThumbnailsHandler(ApiHandler):
+    async def post(self, sid: str) -> None:
+        session = self.services.sessions.get(self.user, sid)
+        self.write_json(await self.services.files.thumbnails(session, self.json_body()))
 
 
 class ImageHandler(ApiHandler):
@@ -51,4 +57,5 @@ routes = [
     (rf"/remotes/{SID}/browse{PATH}", BrowseHandler),
     (rf"/remotes/{SID}/file{PATH}", FileHandler),
     (rf"/remotes/{SID}/image{PATH}", ImageHandler),
+    (rf"/remotes/{SID}/thumbnails/?", ThumbnailsHandler),
 ]

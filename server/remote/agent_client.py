@@ -86,7 +86,7 @@ class AgentClient:
         self.hello: Hello = Hello()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._buffer = b""
+        self._buffer = bytearray()
         self._reader: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self.sent: collections.Counter[str] = collections.Counter()  # requests, by command
@@ -130,12 +130,17 @@ class AgentClient:
         return self.hello
 
     async def _readline(self) -> bytes | None:
-        while b"\n" not in self._buffer:
+        """The next line, without its newline.  Linear in its length: an answer with
+        a batch of thumbnails is a line of megabytes, read 64 KiB at a time."""
+        scanned = 0
+        while (end := self._buffer.find(b"\n", scanned)) < 0:
+            scanned = len(self._buffer)
             chunk = await self.channel.read(1 << 16)
             if not chunk:
                 return None
             self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
+        line = bytes(self._buffer[:end])
+        del self._buffer[:end + 1]
         return line
 
     async def _read_loop(self) -> None:

@@ -1,5 +1,6 @@
-"""Files on a session's host: directory listings, one file's facts, and images
-converted for a thumbnail (the agent's temporary, released once sent)."""
+"""Files on a session's host: directory listings, one file's facts, images
+converted for a thumbnail (the agent's temporary, released once sent), and
+thumbnails in batches (the agent's cached JPEGs, inline)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ from .transport import ByteChannel
 
 BROWSE_FILTERS = ("directory-reject", "directory-allow", "file-reject", "file-allow")
 IMAGE_TYPES = ("image/png", "image/jpeg")
+# A batch of thumbnails (agent/thumbnails.py checks the same bounds).
+MAX_THUMBNAILS = 200
+THUMBNAIL_SIZES = (16, 1024)
+DEFAULT_THUMBNAIL_SIZE = 96
+# Pixels of one answer at most (200 thumbnails of 256 px): at 1024 px, 12.
+THUMBNAIL_PIXELS = MAX_THUMBNAILS * 256 * 256
+# The agent gives a batch's conversions 120 s, then answers for what is left.
+THUMBNAILS_TIMEOUT = 150.0
 
 
 @dataclass
@@ -89,3 +98,30 @@ class RemoteFiles:
         image = await session.request("read-image", args)
         return Thumbnail(session, image["path"], int(image["size"]), image["content_type"],
                          bool(image.get("temporary")))
+
+    async def thumbnails(self, session: RemoteSession, body: dict[str, Any]) -> dict[str, Any]:
+        """JPEG thumbnails of up to 200 images (the body of ``POST …/thumbnails``), one
+        item per path in order; an image that fails is an item with its error."""
+        paths = body.get("paths")
+        if not isinstance(paths, list) or not 1 <= len(paths) <= MAX_THUMBNAILS:
+            raise errors.ValidationError(
+                "paths", f"paths must be a list of 1 to {MAX_THUMBNAILS} absolute paths.")
+        for index, path in enumerate(paths):
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise errors.ValidationError(f"paths.{index}",
+                                             f"paths.{index} must be an absolute path.")
+        size = body.get("max-size")
+        if size is None:
+            size = DEFAULT_THUMBNAIL_SIZE
+        low, high = THUMBNAIL_SIZES
+        if not isinstance(size, int) or isinstance(size, bool) or not low <= size <= high:
+            raise errors.ValidationError(
+                "max-size", f"max-size must be a whole number of pixels from {low} to {high}.")
+        most = max(1, THUMBNAIL_PIXELS // (size * size))
+        if len(paths) > most:  # the answer is held whole, here and on the agent
+            raise errors.ValidationError(
+                "paths", f"At max-size {size}, ask for at most {most} thumbnails per request.",
+                hint="Split the paths over several requests, or ask for smaller thumbnails.")
+        answer = await session.request("thumbnails", {"paths": paths, "max-size": size},
+                                       timeout=THUMBNAILS_TIMEOUT)
+        return {"thumbnails": answer.get("thumbnails", [])}

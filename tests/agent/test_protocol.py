@@ -119,8 +119,8 @@ def test_hello_describes_the_agent(agent: Agent, work: Path) -> None:
     assert hello["work_dir"] == str(work)
     assert hello["ffmpeg"]["path"] and hello["ffmpeg"]["version"]
     assert {"h264", "vp9"} <= set(hello["capabilities"]["encoders"])
-    assert {"browse", "stat", "read-image", "create-video", "video-status", "cancel-video",
-            "delete-video"} <= set(hello["capabilities"]["commands"])
+    assert {"browse", "stat", "read-image", "thumbnails", "create-video", "video-status",
+            "cancel-video", "delete-video"} <= set(hello["capabilities"]["commands"])
 
 
 def test_errors_carry_codes(agent: Agent) -> None:
