@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union  # noqa: F401
 
-from . import protocol, text
+from . import preview, protocol, text
 from .filtergraph import Graph
 from .spec import (  # noqa: F401
     Canvas,
@@ -181,8 +181,8 @@ def _output_chain(graph, branch, output, canvas, frame_rate):
     return graph.link([paletted, palette], ["paletteuse=new=1"], "o")
 
 
-def _codec_args(output, fps_mode, intermediate=False, threads=None):
-    # type: (Output, bool, bool, Optional[int]) -> List[str]
+def _codec_args(output, fps_mode, threads=None):
+    # type: (Output, bool, Optional[int]) -> List[str]
     if isinstance(output, (PosterOutput, ContactSheetOutput)):
         codec = ["-c:v", "png"] if output.content_type == "image/png" \
             else ["-c:v", "mjpeg", "-q:v", "2"]
@@ -220,16 +220,24 @@ def _codec_args(output, fps_mode, intermediate=False, threads=None):
         args += ["-g", str(output.gop)]
     if threads:
         args += ["-threads", str(threads)]
-    args += COLOUR_TAGS
+    return args + COLOUR_TAGS
+
+
+def _destination(output, path, intermediate=False, preview_path=None):
+    # type: (Output, str, bool, Optional[str]) -> List[str]
+    """The end of an output's arguments: its container (a video's) and file; with
+    ``preview_path``, the tee muxer writing the growing preview there as well."""
+    if not isinstance(output, VideoOutput):
+        return [path]  # the still and GIF formats are among their codec arguments
     if intermediate:
         # A chunk (agent/chunks.py): a stream that joins by concatenation. x264's
         # GOPs are closed and its first frame an IDR with the parameter sets.
-        return args + (["-f", "mpegts"] if output.codec == "h264" else ["-f", "ivf"])
+        return (["-f", "mpegts"] if output.codec == "h264" else ["-f", "ivf"]) + [path]
+    if preview_path is not None:
+        return preview.tee_args(output, path, preview_path)
     if output.content_type == "video/mp4":
-        args += ["-movflags", "+faststart", "-f", "mp4"]
-    else:
-        args += ["-f", "webm"]
-    return args
+        return ["-movflags", "+faststart", "-f", "mp4", path]
+    return ["-f", "webm", path]
 
 
 def _source(graph, spec, segments, source_index):
@@ -286,8 +294,8 @@ def _placed(source):
     return source.region
 
 
-def job_argv(ffmpeg, spec, segments, paths):
-    # type: (str, Spec, List[Segment], List[str]) -> List[str]
+def job_argv(ffmpeg, spec, segments, paths, preview_path=None):
+    # type: (str, Spec, List[Segment], List[str], Optional[str]) -> List[str]
     """The one ffmpeg command that decodes every frame once and writes every output.
 
     Each segment (see :data:`Segment`) is one input, so no decoder ever sees
@@ -295,7 +303,9 @@ def job_argv(ffmpeg, spec, segments, paths):
     they are joined with the concat filter and renumbered at the frame rate,
     then split to one chain per output (``paths[i]`` is where output ``i``
     goes).  The first output on the command line is the one ``-progress``
-    counts: the first video, or a null sink counting frames.
+    counts: the first video, or a null sink counting frames.  With
+    ``preview_path``, the video :func:`preview.previewed` names is also
+    written there as the growing preview, by the same encoder.
     """
     rate = spec.frame_rate
     fps_mode = spec.ffmpeg_fps_mode
@@ -329,13 +339,15 @@ def job_argv(ffmpeg, spec, segments, paths):
     if counter:
         count = graph.link([ends[len(outputs)]], ["null"], "count")
         mapped.append(["-map", "[%s]" % count, "-c:v", "wrapped_avframe", "-f", "null", "-"])
+    previewed = preview.previewed(spec) if preview_path is not None else None
     for index in order:
         output = outputs[index]
         link = _output_chain(graph, ends[index], output, spec.canvas, rate)
         extra = ["-r", rate] if isinstance(output, VideoOutput) else []
         mapped.append(["-map", "[%s]" % link] + extra
-                      + _codec_args(output, fps_mode, spec.intermediate, spec.threads)
-                      + [paths[index]])
+                      + _codec_args(output, fps_mode, spec.threads)
+                      + _destination(output, paths[index], spec.intermediate,
+                                     preview_path if output is previewed else None))
     argv += ["-filter_complex", graph.text()]
     for part in mapped:
         argv += part

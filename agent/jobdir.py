@@ -88,6 +88,7 @@ def queued_status(spec):
         "chunks": [],
         "output": None,
         "outputs": [],
+        "preview": None,
         "pid": None,
     }
 
@@ -96,7 +97,7 @@ def finished(status, state, message):
     # type: (Status, str, str) -> None
     """Make ``status`` final (``state`` one of protocol.FINAL_STATES), completed now."""
     status.update({"status": state, "phase": "done", "message": message,
-                   "eta_seconds": None})
+                   "eta_seconds": None, "preview": None})
     status["events"]["completed"] = now()
 
 
@@ -125,7 +126,8 @@ def mark_cancel(job_dir):
 
 def remove_temporaries(job_dir):
     # type: (str) -> None
-    """Remove the frame links and any partial output of a job that ended."""
+    """Remove the frame links and any partial output (the preview too) of a job
+    that ended."""
     shutil.rmtree(os.path.join(job_dir, "frames"), ignore_errors=True)
     for name in os.listdir(job_dir):
         if name.startswith("partial.") or name.endswith(".tmp") or name == CANCEL_MARK:

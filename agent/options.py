@@ -65,7 +65,7 @@ SERVER_FIELDS = ("job", "max-images", "executor")
 JOB_FIELDS = ("content-type", "images", "frame-rate", "durations", "width", "height",
               "fit", "background", "codec", "crf", "bitrate", "preset", "speed",
               "pixel-format", "gop", "outputs", "poster", "contact-sheet", "gif", "layout",
-              "burn-in", "chunks", "threads")
+              "burn-in", "chunks", "threads", "preview")
 VIDEO_FIELDS = ("name", "kind", "content-type", "width", "height", "fit", "background",
                 "codec", "crf", "bitrate", "preset", "speed", "pixel-format", "gop")
 STILL_FIELDS = {
@@ -780,9 +780,12 @@ def build_spec(args, ffmpeg_info):
                 break
         for output in canvas_sized:
             output.width, output.height = canvas.width, canvas.height
+    preview = args.get("preview")
+    if preview is not None and not isinstance(preview, bool):
+        raise bad("preview", "preview must be true or false, got %r." % (preview,))
     return Spec(rate_text(rate), frame_count, canvas, sources, outputs, burn_in, notes,
                 placement=placement(args.get("executor")),
-                threads=_integer(args, "threads", "", 1, 256))
+                threads=_integer(args, "threads", "", 1, 256), preview=preview is not False)
 
 
 # -- where the work runs ---------------------------------------------------------

@@ -7,14 +7,15 @@ DIR``), so it outlives the agent and the SSH connection.  SIGTERM cancels.
 import os
 import re
 import resource
+import select
 import signal
 import subprocess
 import threading
 import time
 from fractions import Fraction
-from typing import Any, Dict, List, Optional  # noqa: F401 (type comments)
+from typing import Any, Dict, Iterator, List, Optional  # noqa: F401 (type comments)
 
-from . import chunks, ffmpeg, jobdir, protocol, text
+from . import chunks, ffmpeg, jobdir, preview, protocol, text
 from .spec import Spec, VideoOutput
 
 STDERR_TAIL = 4000
@@ -43,6 +44,7 @@ class Runner(object):
         self._last_write = 0.0
         self._started = time.time()
         self.whole = None  # type: Optional[Spec]  # a chunk's job, for messages
+        self.preview = None  # type: Optional[preview.PreviewReader]  # while it encodes
 
     def _path(self, name):
         # type: (str) -> str
@@ -52,6 +54,9 @@ class Runner(object):
         # type: (bool) -> None
         moment = time.time()
         if force or moment - self._last_write >= WRITE_INTERVAL:
+            if not force and self.preview is not None:
+                # A progress write: how much of the preview is whole now.
+                self.status["preview"] = self.preview.look()
             try:
                 jobdir.write_status(self.job_dir, self.status)
             except OSError:
@@ -146,7 +151,13 @@ class Runner(object):
                       for output in outputs]
         partials = [self._path("partial.%d.%s" % (index, extension))
                     for index, extension in enumerate(extensions)]
-        argv = ffmpeg.job_argv(spec.ffmpeg, spec, segments, partials)
+        previewed = preview.previewed(spec)
+        preview_path = None  # type: Optional[str]
+        if previewed is not None:
+            preview_path = self._path(preview.file_name(previewed))
+            self.preview = preview.PreviewReader(preview_path, previewed.content_type,
+                                                 flush=spec.placement.kind != "local")
+        argv = ffmpeg.job_argv(spec.ffmpeg, spec, segments, partials, preview_path)
         whole = None
         if self.job_dir_of_task is not None:
             whole = Spec.from_json(jobdir.read_json(os.path.join(self.job_dir_of_task,
@@ -165,13 +176,18 @@ class Runner(object):
             if self.canceled:
                 self._stop_encoder()
             assert self.process.stdout is not None
-            for raw in self.process.stdout:
+            for raw in report_lines(self.process.stdout, WRITE_INTERVAL):
+                if raw is None:
+                    self._preview_grew()
+                    continue
                 key, _, value = raw.decode("ascii", "replace").strip().partition("=")
                 if key == "frame" and value.isdigit():
                     self._progress(int(value), total)
                 elif key == "progress":
                     self._write(force=False)  # the final status comes after the checks
             returncode = self.process.wait()
+        self.preview = None  # it goes with the temporaries, whatever the outcome
+        self.status["preview"] = None
         self.status["returncode"] = returncode
         missing = [output.name for output, partial in zip(outputs, partials)
                    if not os.path.isfile(partial) or os.path.getsize(partial) == 0]
@@ -280,6 +296,16 @@ class Runner(object):
                                       if done else None)
         self._write(force=False)
 
+    def _preview_grew(self):
+        # type: () -> None
+        """ffmpeg reports nothing while it drains the encoder at the end (the frames
+        its lookahead held: often the last seconds of the encode), yet the preview
+        grows then too: say so between reports."""
+        if self.preview is None or time.time() - self._last_write < WRITE_INTERVAL:
+            return
+        if self.preview.look() != self.status.get("preview"):
+            self._write(force=False)
+
     def _stderr_tail(self):
         # type: () -> str
         try:
@@ -301,6 +327,7 @@ class Runner(object):
             self._finish(protocol.CANCELED, "Canceled.")
             return
         self.status.update({"phase": "stopped", "eta_seconds": None, "pid": None,
+                            "preview": None,
                             "message": "Stopped by the scheduler (signal %s); waiting for "
                                        "it to say why." % self.signal})
         self._write()
@@ -328,6 +355,27 @@ def take_signals(handler, nice):
             os.nice(nice)
         except OSError:
             pass
+
+
+def report_lines(pipe, quiet):
+    # type: (Any, float) -> Iterator[Optional[bytes]]
+    """The lines of ``pipe`` as they come, and None whenever ``quiet`` seconds pass
+    without one; ends with the pipe."""
+    fd = pipe.fileno()
+    buffered = b""
+    while True:
+        if not select.select([fd], [], [], quiet)[0]:
+            yield None
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            if buffered:
+                yield buffered
+            return
+        buffered += chunk
+        *lines, buffered = buffered.split(b"\n")
+        for line in lines:
+            yield line + b"\n"
 
 
 def node_name():

@@ -808,7 +808,8 @@ class SlurmExecutor(Executor):
             # Requeued (preempted, or its node failed) after the runner started: it
             # waits again and starts over; the runner's last word is not final.
             shown.update({"status": protocol.QUEUED, "phase": "waiting in queue",
-                          "eta_seconds": None, "message": "Requeued by Slurm; waiting in "
+                          "eta_seconds": None, "preview": None,
+                          "message": "Requeued by Slurm; waiting in "
                           "the queue again: %s." % (scheduler["reason_text"]
                                                     or "waiting to be scheduled")})
         elif status["status"] == protocol.QUEUED:

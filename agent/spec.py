@@ -406,13 +406,13 @@ class Spec(Record):
 
     __slots__ = ("frame_rate", "frames_total", "canvas", "sources", "outputs", "burn_in",
                  "notes", "job", "ffmpeg", "ffmpeg_fps_mode", "nice", "placement", "chunks",
-                 "threads", "frame_offset", "intermediate")
+                 "threads", "frame_offset", "intermediate", "preview")
 
     def __init__(self, frame_rate, frames_total, canvas, sources, outputs, burn_in=None,
                  notes=None, job="", ffmpeg="", ffmpeg_fps_mode=False, nice=0,
                  placement=None, chunks=None, threads=None, frame_offset=0,
-                 intermediate=False):
-        # type: (str, int, Canvas, List[Source], List[Output], Optional[BurnIn], Optional[List[str]], str, str, bool, int, Optional[Placement], Optional[Chunking], Optional[int], int, bool) -> None  # noqa: E501
+                 intermediate=False, preview=False):
+        # type: (str, int, Canvas, List[Source], List[Output], Optional[BurnIn], Optional[List[str]], str, str, bool, int, Optional[Placement], Optional[Chunking], Optional[int], int, bool, bool) -> None  # noqa: E501
         self.frame_rate = frame_rate  # exact: "25", "30000/1001", "1/5"
         self.frames_total = frames_total
         self.canvas = canvas
@@ -431,6 +431,8 @@ class Spec(Record):
         # video, and that its videos are intermediates (IVF, Annex B) for the join.
         self.frame_offset = frame_offset
         self.intermediate = intermediate
+        # Whether the first video is also written as a growing preview (agent/preview.py).
+        self.preview = preview
 
     def composed(self):
         # type: () -> bool
@@ -456,6 +458,7 @@ class Spec(Record):
             "threads": self.threads,
             "frame_offset": self.frame_offset,
             "intermediate": self.intermediate,
+            "preview": self.preview,
         }
 
     @classmethod
@@ -469,4 +472,5 @@ class Spec(Record):
                    list(data["notes"]), data["job"], data["ffmpeg"], data["ffmpeg_fps_mode"],
                    data["nice"], Placement.from_json(data.get("placement")),
                    Chunking.from_json(data.get("chunks")), data.get("threads"),
-                   data.get("frame_offset", 0), data.get("intermediate", False))
+                   data.get("frame_offset", 0), data.get("intermediate", False),
+                   data.get("preview", False))

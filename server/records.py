@@ -151,6 +151,17 @@ class JobStatus(TypedDict, total=False):
     chunking: dict[str, Any]  # how it is split into chunks (agent/chunks.py)
     chunks: list[dict[str, Any]]  # a chunked job's tasks
     join_seconds: float  # a chunked job's join
+    preview: Preview | None  # while it encodes: the part of its first video written so far
+
+
+class Preview(TypedDict, total=False):
+    """A running job's growing preview (agent/preview.py): its whole fragments."""
+
+    path: str
+    frames: int
+    size: int  # bytes up to the end of the last whole fragment
+    content_type: str
+    mime: str  # with the codecs parameter, for MediaSource.addSourceBuffer
 
 
 def with_changes(base: JobStatus, **changes: Any) -> JobStatus:

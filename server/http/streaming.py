@@ -54,11 +54,15 @@ def _unsatisfiable(header: str, size: int) -> errors.RangeNotSatisfiable:
 
 
 async def send_remote_file(handler: ApiHandler, session: RemoteSession, file: RemoteFile,
-                           before_end: Callable[[], Awaitable[None]] | None = None) -> None:
+                           before_end: Callable[[], Awaitable[None]] | None = None,
+                           gone: errors.FramewireError | None = None) -> None:
     """Answer GET or HEAD with ``file`` on the session's host.
 
     ``before_end`` runs before the last bytes go out, so a client holding the whole
-    body finds its clean-up (a temporary file released) already done.
+    body finds its clean-up (a temporary file released) already done.  ``gone`` is
+    the answer when the remote stream ends before its first byte (nothing has gone
+    out yet): a file that may vanish at any moment, such as a running job's
+    preview, then gets an error in words rather than a cut connection.
     """
     path, size = file.path, file.size
     handler.set_header("Accept-Ranges", "bytes")
@@ -98,6 +102,8 @@ async def send_remote_file(handler: ApiHandler, session: RemoteSession, file: Re
     if sent < length:
         log.warning("stream of %d bytes ended after %d: %s", length, sent,
                     (await channel.stderr_tail())[-300:])
+        if sent == 0 and gone is not None:
+            raise gone  # no header has been written: an ordinary error answer
         # Headers are gone already: cut the connection so the client sees it.
         handler.request.connection.close()  # type: ignore[union-attr]
         return

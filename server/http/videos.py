@@ -13,6 +13,7 @@ from tornado.iostream import StreamClosedError
 
 from .. import errors
 from ..audit import audit, short
+from ..jobs.service import preview_gone
 from ..remote.sessions import RemoteSession
 from .base import ApiHandler
 from .paging import MAX_PAGE, next_page, page_arguments, states_argument
@@ -187,6 +188,19 @@ class OutputHandler(ApiHandler):
     head = get
 
 
+class PreviewHandler(ApiHandler):
+    """A running job's growing preview (fragmented MP4 or live WebM), with byte ranges
+    up to its whole fragments now: a client appends what it fetches to a MediaSource."""
+
+    async def get(self, sid: str, vsid: str) -> None:
+        session = self.services.sessions.get(self.user, sid)
+        preview = await self.services.jobs.preview(session, vsid)
+        self.set_header("Cache-Control", "no-store")  # it grows: never the same twice
+        await send_remote_file(self, session, preview, gone=preview_gone(sid, vsid))
+
+    head = get
+
+
 class VideoHandler(ApiHandler):
     async def get(self, sid: str, vsid: str) -> None:
         session = self.services.sessions.get(self.user, sid)
@@ -212,5 +226,6 @@ routes = [
     (rf"/remotes/{SID}/videos/?", VideosHandler),
     (rf"/remotes/{SID}/videos/{VSID}/cancel/?", VideoCancelHandler),
     (rf"/remotes/{SID}/videos/{VSID}/outputs/([^/]+)/?", OutputHandler),
+    (rf"/remotes/{SID}/videos/{VSID}/preview/?", PreviewHandler),
     (rf"/remotes/{SID}/videos/{VSID}/?", VideoHandler),
 ]

@@ -114,6 +114,8 @@ def test_another_user_gets_404_everywhere_and_changes_nothing(
             ("POST", f"{base}/cancel", {}),
             ("GET", f"{base}/outputs/video", None),
             ("HEAD", f"{base}/outputs/video", None),
+            ("GET", f"{base}/preview", None),
+            ("HEAD", f"{base}/preview", None),
             ("GET", base, None),
             ("HEAD", base, None),
             ("DELETE", base, None),
