@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated REAL NOT NULL,
     port INTEGER NOT NULL DEFAULT 22,
     hooks TEXT NOT NULL DEFAULT '{}',
-    delete_requested INTEGER NOT NULL DEFAULT 0
+    delete_requested INTEGER NOT NULL DEFAULT 0,
+    request TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -80,7 +81,7 @@ CREATE TABLE IF NOT EXISTS job_events (
 );
 """
 _COLUMNS = ("vsid, sid, owner, hostname, username, content_type, frames, state, status, "
-            "created, updated, port, hooks, delete_requested")
+            "created, updated, port, hooks, delete_requested, request")
 _DELIVERY_COLUMNS = ("id, vsid, owner, kind, urls, body, timeout, state, attempts, next_at, "
                      "created, plan")
 CACHED_RECORDS = 4096     # job records kept in memory, least recently used dropped
@@ -93,7 +94,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     present = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
     for column, kind in (("port", "INTEGER NOT NULL DEFAULT 22"),
                          ("hooks", "TEXT NOT NULL DEFAULT '{}'"),
-                         ("delete_requested", "INTEGER NOT NULL DEFAULT 0")):
+                         ("delete_requested", "INTEGER NOT NULL DEFAULT 0"),
+                         ("request", "TEXT NOT NULL DEFAULT '{}'")):
         if column not in present:
             db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
     if "delete_requested" not in present:  # it used to ride inside the status
@@ -127,6 +129,8 @@ class JobRecord:
     updated: float
     hooks: JobHooks = field(default_factory=lambda: JobHooks())
     delete_requested: bool = False  # deletion asked while no session could do it
+    # The options it was made with (no webhooks or delivery targets): "make again".
+    request: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRecord:
@@ -136,7 +140,8 @@ class JobRecord:
                    state=row["state"], status=json.loads(row["status"]),
                    created=row["created"], updated=row["updated"],
                    hooks=json.loads(row["hooks"]),
-                   delete_requested=bool(row["delete_requested"]))
+                   delete_requested=bool(row["delete_requested"]),
+                   request=json.loads(row["request"]))
 
     @property
     def job_state(self) -> JobState:
@@ -193,14 +198,15 @@ class JobStore:
         await self._run(lambda db: db.execute(
             f"INSERT INTO jobs ({_COLUMNS}) VALUES (:vsid, :sid, :owner, :hostname, "
             ":username, :content_type, :frames, :state, :status, :created, :updated, :port, "
-            ":hooks, :delete_requested)",
+            ":hooks, :delete_requested, :request)",
             {"vsid": record.vsid, "sid": record.sid, "owner": record.owner,
              "hostname": record.hostname, "username": record.username,
              "content_type": record.content_type, "frames": record.frames,
              "state": record.state, "status": json.dumps(record.status),
              "created": record.created, "updated": record.updated, "port": record.port,
              "hooks": json.dumps(record.hooks),
-             "delete_requested": int(record.delete_requested)}))
+             "delete_requested": int(record.delete_requested),
+             "request": json.dumps(record.request)}))
         self._remember(record)
 
     async def get(self, vsid: str) -> JobRecord | None:

@@ -26,7 +26,12 @@ MAX_TOKEN_NAME = 100
 def _local_path(target: str | None) -> str:
     """Only a path on this server may follow a login (no open redirect)."""
     if not target or not target.startswith("/") or target.startswith("//") \
-            or "\\" in target or urlsplit(target).netloc:
+            or "\\" in target:
+        return "/"
+    try:
+        if urlsplit(target).netloc:
+            return "/"
+    except ValueError:  # "/[" and the like: not a URL at all
         return "/"
     return target
 

@@ -48,6 +48,13 @@ def check_hostname(hostname: str, allowed: list[str]) -> str:
 
 
 class RemotesHandler(ApiHandler):
+    async def get(self) -> None:
+        """The caller's open sessions, newest first: a page reloaded, or opened in a
+        second tab, goes on with one instead of logging in to the host again."""
+        self.write_json({"remotes": [
+            session.info(self.services.sessions.idle_timeout)
+            for session in self.services.sessions.of_owner(self.user)]})
+
     async def post(self) -> None:
         body = self.json_body()
         if "challenge" in body:

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 UNKNOWN_VIDEO = "Unknown video."
 NOT_READY = "Video not ready."
+NO_PREVIEW = "This video has no preview now."
 PROGRESS_INTERVAL = 0.5  # at most two progress events a second per job
 REFRESH_INTERVAL = 5.0   # a waiter looks again when no event came for this long
 MAX_WAIT = 300.0
@@ -50,6 +51,7 @@ class Emitted:
     phase: str | None
     at: float
     progress: float
+    preview: int = 0  # the frames of the job's preview then
 
 
 async def find_page(store: JobStore, owner: str | None, before: str | None, limit: int,
@@ -150,7 +152,8 @@ class JobService:
                            username=session.username,
                            content_type=str(status.get("content_type", "")), frames=frames,
                            state=JobState.of(status.get("status")).value, status=status,
-                           created=now, updated=now, hooks=hooks)
+                           created=now, updated=now, hooks=hooks,
+                           request=made_with(body))
         self.uploads.keep_headers(vsid, target_headers)
         await self.store.add(record)
         session.jobs.add(vsid)  # it stays open until the job ends
@@ -206,6 +209,7 @@ class JobService:
         """The job's view for ``GET …/status`` (with its uploads, if it has any)."""
         record = await self._record(session, vsid)
         body = job_view(record, session.sid, await self._refresh(session, record))
+        body["request"] = record.request
         if record.hooks.get("deliver"):
             body["deliveries"] = [entry for entry in await self.webhooks.log(vsid)
                                   if entry["kind"] == "upload"]
@@ -282,15 +286,17 @@ class JobService:
             self._views.pop(record.vsid, None)
             self.sessions.job_ended(record.vsid)
         progress = float(status.get("progress") or 0.0)
+        previewed = int((status.get("preview") or {}).get("frames") or 0)
         now = time.monotonic()
         last = self._emitted.get(record.vsid)
         if last is not None and (state, phase) == (last.state, last.phase) and (
-                progress == last.progress or now - last.at < PROGRESS_INTERVAL):
+                (progress, previewed) == (last.progress, last.preview)
+                or now - last.at < PROGRESS_INTERVAL):
             return
         if last is not None and last.state.final and not (
                 state is JobState.EXPIRED and last.state is not JobState.EXPIRED):
             return  # the end was announced; only a later deletion follows it
-        self._emitted[record.vsid] = Emitted(state, phase, now, progress)
+        self._emitted[record.vsid] = Emitted(state, phase, now, progress, previewed)
         await self.store.add_event(record.vsid, status)
         if last is None or last.state is not state:
             await self.webhooks.on_status(record, status, job_view(record, record.sid, status))
@@ -318,6 +324,19 @@ class JobService:
                 + ".")
         return RemoteFile(chosen["path"], int(chosen["size"]),
                           chosen.get("content_type", record.content_type))
+
+    async def preview(self, session: RemoteSession, vsid: str) -> RemoteFile:
+        """A running job's preview, as far as its whole fragments go now; 404 when the
+        job has none (not encoding yet, chunked, its preview off, or ended)."""
+        record = await self._record(session, vsid)
+        status = await self._refresh(session, record)
+        found = status.get("preview") if JobState.of(status.get("status")) \
+            is JobState.RUNNING else None
+        if not found or not found.get("path"):
+            raise errors.NotFound(NO_PREVIEW, code="no-preview",
+                                  hint=_no_preview_hint(record, status, session.sid))
+        return RemoteFile(found["path"], int(found.get("size", 0)),
+                          found.get("content_type", record.content_type))
 
     async def cancel(self, session: RemoteSession, vsid: str) -> JobView:
         """Stop a running job (ffmpeg stopped, partial files removed); a no-op once ended."""
@@ -365,6 +384,31 @@ def _reachable(record: JobRecord, session: RemoteSession) -> bool:
             and record.port == session.port and record.username == session.username)
 
 
+def preview_gone(sid: str, vsid: str) -> errors.NotFound:
+    """A preview that vanished as it was asked for: its job has just ended."""
+    return errors.NotFound(NO_PREVIEW, code="no-preview",
+                           hint="The job has just ended and its preview with it: fetch the "
+                                f"video itself, GET /remotes/{sid}/videos/{vsid}, once its "
+                                "status is final.")
+
+
+def _no_preview_hint(record: JobRecord, status: JobStatus, sid: str) -> str:
+    """Why a job has no preview to play, and what to fetch instead."""
+    state = JobState.of(status.get("status"))
+    video = f"/remotes/{sid}/videos/{record.vsid}"
+    if state is JobState.SUCCEEDED:
+        return f"The video is done: fetch the video itself, GET {video}."
+    if state.final:
+        return f"The job has ended ({state.value}) and its preview with it."
+    chunking = status.get("chunking") or {}
+    if int(chunking.get("chunks") or 1) > 1:
+        return ("A job encoded in chunks has no preview; fetch the video itself, "
+                f"GET {video}, once it is done.")
+    return ("The preview starts once the encoder has written its first fragment (about a "
+            "second of video): look again when the status's preview is not null (it stays "
+            "null for a job made with \"preview\": false).")
+
+
 def _not_ready_hint(status: JobView) -> str:
     state = status["status"]
     if state == "failed":
@@ -375,3 +419,10 @@ def _not_ready_hint(status: JobView) -> str:
         return "The video was deleted; create it again."
     return (f"The video is {state} ({status['progress']:.0f}%); "
             "poll its status until ready is true.")
+
+
+def made_with(body: dict[str, Any]) -> dict[str, Any]:
+    """The options a job was made with, kept for "make again": its request without
+    webhooks and delivery targets (their URLs and headers may carry secrets)."""
+    return {key: value for key, value in body.items()
+            if key != "deliver" and key not in HOOK_FIELDS}

@@ -22,6 +22,14 @@ class OutputView(TypedDict):
     url: str
 
 
+class PreviewView(TypedDict):
+    url: str
+    frames: int
+    size: int
+    content_type: str
+    mime: str
+
+
 class JobView(TypedDict, total=False):
     """A job as the API shows it (docs/api.md, the status fields)."""
 
@@ -46,7 +54,9 @@ class JobView(TypedDict, total=False):
     scheduler: dict[str, Any] | None  # a batch job's: Slurm's ids, state, reason, nodes
     chunking: dict[str, Any]  # how the job is split: chunks, requested, parallel, note
     chunks: list[dict[str, Any]]  # a chunked job's tasks: index, frames, state, node
+    preview: PreviewView | None  # a running job's: what is encoded so far, to play
     outputs: list[OutputView]
+    request: dict[str, Any]  # GET …/status only: the options it was made with
     returncode: int | None  # failed only
     stderr: str  # failed only
     hostname: str  # list entries only
@@ -90,10 +100,18 @@ def job_view(record: JobRecord, sid: str, status: JobStatus | None = None, *,
         "chunking": status.get("chunking") or {"chunks": 1, "requested": 1, "parallel": 1,
                                                "note": None},
         "chunks": [chunk_view(item) for item in status.get("chunks") or []],
+        "preview": None,
         "outputs": [],
     })
+    base = f"/remotes/{sid}/videos/{record.vsid}"
+    preview = status.get("preview")
+    if preview and state is JobState.RUNNING:
+        body["preview"] = PreviewView({
+            "url": f"{base}/preview", "frames": int(preview.get("frames", 0)),
+            "size": int(preview.get("size", 0)),
+            "content_type": preview.get("content_type", record.content_type),
+            "mime": preview.get("mime", record.content_type)})
     if state is JobState.SUCCEEDED:
-        base = f"/remotes/{sid}/videos/{record.vsid}"
         for output in finished_outputs(status):
             name = output.get("name", "video")
             body["outputs"].append(OutputView({
@@ -125,8 +143,9 @@ def finished_outputs(status: JobStatus) -> list[Output]:
 
 def summary(record: JobRecord) -> dict[str, Any]:
     """What every view of a job says: which, where, in what state, since when."""
-    return {"sid": record.vsid, "hostname": record.hostname, "username": record.username,
-            "status": record.state, "created": iso(record.created)}
+    return {"sid": record.vsid, "hostname": record.hostname, "port": record.port,
+            "username": record.username, "status": record.state,
+            "created": iso(record.created)}
 
 
 def admin_view(record: JobRecord) -> dict[str, Any]:

@@ -71,12 +71,12 @@ class OutgoingPolicy:
 
     def check_url(self, url: Any, field: str) -> str:
         """``url`` if a job may name it; else a 400 naming ``field``."""
-        parts = urlsplit(url) if isinstance(url, str) else None
         try:
+            parts = urlsplit(url) if isinstance(url, str) else None  # raises on a bad [v6]
             host = parts.hostname if parts is not None else None
             parts.port if parts is not None else None  # noqa: B018 (raises on a bad port)
         except ValueError:
-            host = None
+            parts, host = None, None
         if parts is None or parts.scheme not in ("http", "https") or not host \
                 or len(url) > 2048 or any(ord(char) < 0x21 for char in url):
             raise errors.ValidationError(field, f"{field} must be an http or https URL.")

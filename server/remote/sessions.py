@@ -296,6 +296,11 @@ class SessionManager:
                 if not self._expired(session) and session.agent is not None
                 and session.agent.running]
 
+    def of_owner(self, owner: str) -> list[RemoteSession]:
+        """``owner``'s sessions with a running agent, newest first."""
+        return sorted((session for session in self.live() if session.owner == owner),
+                      key=lambda session: session.created, reverse=True)
+
     def live_for(self, owner: str, hostname: str, port: int,
                  username: str) -> RemoteSession | None:
         """Any live session with a running agent of ``owner`` to that host account."""

@@ -132,3 +132,42 @@ def test_local_processes_end_without_a_reaping_race(tmp_path: Path, images: Path
     unknown = [r.getMessage() for r in caplog.records if "Unknown child process" in
                r.getMessage()]
     assert unknown == []
+
+
+def test_the_callers_open_sessions_are_listed(make_server: Callable[..., LiveServer],
+                                              sshd: SSHD) -> None:
+    """GET /remotes: what a reloaded page or a second tab goes on with."""
+    server = make_server(ssh={"known_hosts": str(sshd.known_hosts)})
+    assert server.request("GET", "/remotes").json() == {"remotes": []}
+    first = connect(server, sshd)
+    local = server.post_json("/remotes", {"hostname": "localhost"}).json()["sid"]
+    listed = server.request("GET", "/remotes").json()["remotes"]
+    assert [item["sid"] for item in listed] == [local, first["sid"]]  # newest first
+    assert (listed[1]["hostname"], listed[1]["port"], listed[1]["username"]) == (
+        "127.0.0.1", sshd.port, sshd.user)
+    assert listed[1]["agent"]["state"] == "running" and listed[0]["transport"] == "local"
+    assert "password" not in str(listed) and sshd.password not in str(listed)
+    assert server.request("DELETE", f"/remotes/{local}").status_code == 204
+    assert [item["sid"] for item in server.request("GET", "/remotes").json()["remotes"]] == [
+        first["sid"]]
+    assert server.request("GET", "/api/remotes").json()["remotes"][0]["sid"] == first["sid"]
+
+
+def test_a_job_keeps_the_options_it_was_made_with(make_server: Callable[..., LiveServer],
+                                                  images: Path) -> None:
+    """The status names the request (for "make again"), without its webhooks."""
+    server = make_server()
+    sid = server.post_json("/remotes", {"hostname": "localhost"}).json()["sid"]
+    solid_frames(images, [(255, 0, 0), (0, 255, 0), (0, 0, 255)] * 2)
+    body = {"content-type": "video/mp4", "crf": 30, "preset": "ultrafast", "frame-rate": 12,
+            "images": {"directory": str(images), "pattern": "frame*.png"},
+            "url_callback": "http://127.0.0.1:9/done?token=hook-secret"}
+    vsid = server.post_json(f"/remotes/{sid}/videos", body).json()["sid"]
+    status = server.wait_video(sid, vsid)
+    assert status["status"] == "succeeded"
+    made = server.request("GET", f"/remotes/{sid}/videos/{vsid}/status").json()["request"]
+    assert made == {key: value for key, value in body.items() if key != "url_callback"}
+    assert "hook-secret" not in str(made)
+    listed = server.request("GET", "/storage").json()["videos"][0]
+    assert (listed["sid"], listed["port"], listed["hostname"]) == (vsid, 22, "localhost")
+    assert "request" not in server.request("GET", f"/remotes/{sid}/videos").json()["videos"][0]

@@ -209,6 +209,8 @@ def test_webhook_fields_are_validated(hooked, images: Path) -> None:
     for extra, pointer, message in [
         ({"url_callback": "ftp://example.org/x"}, "/url_callback",
          "url_callback must be an http or https URL."),
+        ({"url_callback": "https://[bad/done"}, "/url_callback",  # urlsplit raises on it
+         "url_callback must be an http or https URL."),
         ({"webhook_event_url": "http://127.0.0.1:9/x", "webhook_timeout_secs": 60},
          "/webhook_timeout_secs",
          "webhook_timeout_secs must be a number of seconds above 0 and at most 30."),

@@ -4,8 +4,8 @@ folder, take a screenshot."""
 from __future__ import annotations
 
 import shutil
-from urllib.parse import quote
 from pathlib import Path
+from urllib.parse import quote
 
 from playwright.sync_api import Browser, Page, expect
 

@@ -10,7 +10,6 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Callable
 
 import requests
 from playwright.sync_api import Browser, Page, Request, expect
@@ -128,8 +127,8 @@ def test_a_folder_of_ten_thousand_frames(browser: Browser, site: LiveServer, ssh
     expect(row(page, "f10000.png")).to_be_visible()
     expect(row(page, "f9999.png").locator(".reason")).to_have_text(
         re.compile(r"(Not a PNG or JPEG image|Incomplete image).*f9999\.png"))
-    page.wait_for_function("() => document.querySelector(\"#listing li[data-path$='/f10000.png'] img\")"
-                           "?.naturalWidth > 0")
+    page.wait_for_function("() => document.querySelector("
+                           "\"#listing li[data-path$='/f10000.png'] img\")?.naturalWidth > 0")
     settle(page)
     at_end = thumbs.count
     assert at_end - first_screen <= 2, "only the rows at the end were asked for"
@@ -149,7 +148,14 @@ def test_a_folder_of_ten_thousand_frames(browser: Browser, site: LiveServer, ssh
     assert len(strip) == 1, [r.url for r in strip]
     asked = strip[0].post_data_json["paths"]
     assert 1 <= len(asked) <= 8 and all(path.startswith(str(images)) for path in asked)
+    # The frames the page found unusable are named before anything is encoded.
+    warning = page.locator("#selection-warning")
+    expect(warning).to_contain_text("3 of these frames cannot be used: f3.png, f5.png, f9999.png.")
     shot(page, "22-ten-thousand-strip")
+    row(page, "f9999.png").locator("input").uncheck()  # one of the pattern's frames left out
+    expect(page.locator("#selection-text")).to_have_text(
+        f"9,999 frames selected in {images}, from f1.png to f10000.png, in natural order.")
+    expect(warning).to_contain_text("2 of these frames cannot be used: f3.png, f5.png.")
     assert listed < 15, f"the listing took {listed:.1f} s (bench/browse.py measures it)"
     page.close()
 
@@ -252,6 +258,10 @@ def test_reload_your_videos_make_again_and_paths(browser: Browser, site: LiveSer
     expect(other.locator("#job-title-id")).to_have_text(vsid[:8])
     expect(other.locator("#job-options")).to_contain_text("Quality (CRF)5")
     expect(other.locator("#job-options")).to_contain_text("veryslow")
+    player = other.locator("#player")
+    expect(player).to_be_visible()
+    other.wait_for_function("() => document.querySelector('#player').readyState >= 1")
+    assert abs(player.evaluate("video => video.duration") - 48 / 25) < 0.1
     video_url = other.locator("#download").get_attribute("href")
     assert video_url and vsid in video_url
     shot(other, "34-from-your-videos")
