@@ -338,7 +338,9 @@ function chosen() {
 }
 
 function toggle(path, on) {
-  const files = state.selection && state.selection.mode === "files"
+  // Unticking one frame of a pattern's selection keeps the others (they become a list).
+  const files = state.selection && (state.selection.mode === "files"
+    || dirName(path) === state.selection.directory)
     ? new Set(state.selection.files) : new Set();
   if (on) files.add(path); else files.delete(path);
   const sorted = [...files].sort(naturalCompare);
@@ -359,6 +361,25 @@ $("select-pattern").addEventListener("click", () => {
   setSelection({ mode: "pattern", directory: state.path, pattern, files });
 });
 $("select-none").addEventListener("click", () => setSelection(null));
+
+/** Frames of the selection the page knows cannot be used (their thumbnails said so). */
+function warnUnusable() {
+  const warning = $("selection-warning");
+  const bad = state.selection ? state.selection.files.filter((path) => {
+    const known = thumbs.get(path);
+    return known && known.error && known.error.code !== "request";
+  }) : [];
+  warning.hidden = bad.length === 0;
+  if (!bad.length) return;
+  const names = bad.slice(0, 5).map(baseName).join(", ") + (bad.length > 5
+    ? ` and ${bad.length - 5} more` : "");
+  warning.replaceChildren(element("strong", {}, `${bad.length} of these frames cannot be `
+    + `used: ${names}.`), element("span", {}, "The video would fail on them: untick them, "
+    + "or change the pattern."));
+}
+thumbs.subscribe((path, entry) => {
+  if (entry.error && state.selection && chosen().has(path)) warnUnusable();
+});
 
 function folderText(files) {
   const folders = new Set(files.map(dirName));
@@ -384,6 +405,7 @@ function setSelection(selection) {
   $("strip").replaceChildren(...slots);
   box.hidden = false;
   $("options").hidden = false;
+  warnUnusable();
   // The order strip first: one request for the frames not already shown.
   const paths = picks.map((i) => files[i]);
   thumbs.now(paths).then((known) => {
