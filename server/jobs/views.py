@@ -60,6 +60,7 @@ class JobView(TypedDict, total=False):
     returncode: int | None  # failed only
     stderr: str  # failed only
     hostname: str  # list entries only
+    port: int
     username: str
     created: str
     updated: str
@@ -127,7 +128,8 @@ def job_view(record: JobRecord, sid: str, status: JobStatus | None = None, *,
         body["returncode"] = status.get("returncode")
         body["stderr"] = status.get("stderr", "")
     if listed:
-        body.update({"hostname": record.hostname, "username": record.username,
+        body.update({"hostname": record.hostname, "port": record.port,
+                     "username": record.username,
                      "created": iso(record.created), "updated": iso(record.updated)})
     return body
 

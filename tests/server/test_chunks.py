@@ -448,8 +448,9 @@ def test_a_scancelled_task_is_retried_and_cancel_leaves_no_slurm_job(
     server, sid = cluster
     directory = shared_dir("framewire-noise-")
     images = noise_frames(directory, 60)
+    # veryslow: a task runs for seconds, time enough to find it running and scancel it.
     body = {"content-type": "video/mp4", "images": images, "frame-rate": RATE, "chunks": 2,
-            "preset": "slow", "executor": "slurm", "slurm": {"cpus": 1}}
+            "preset": "veryslow", "executor": "slurm", "slurm": {"cpus": 1}}
     response = server.post_json(f"/remotes/{sid}/videos", body)
     assert response.status_code == 202, response.headers.get("X-Slycat-Message")
     vsid = response.json()["sid"]
@@ -462,11 +463,15 @@ def test_a_scancelled_task_is_retried_and_cancel_leaves_no_slurm_job(
     running = until(server, sid, vsid, lambda s: any(
         item["state"] == "running" for item in s["chunks"]), timeout=60)
     assert all(item["attempts"] <= 1 for item in running["chunks"])
-    time.sleep(1.0)
     array = running["scheduler"]["job_ids"][0]
-    rows = subprocess.run(["squeue", "-h", "-j", array, "-o", "%i|%K|%T"],
-                          capture_output=True, text=True, check=True).stdout.split()
-    task = next(row.split("|")[0] for row in rows if row.split("|")[2] == "RUNNING")
+    task, deadline = None, time.monotonic() + 60
+    while task is None and time.monotonic() < deadline:  # as Slurm itself says it
+        rows = subprocess.run(["squeue", "-h", "-j", array, "-o", "%i|%K|%T"],
+                              capture_output=True, text=True, check=True).stdout.split()
+        task = next((row.split("|")[0] for row in rows if row.split("|")[2] == "RUNNING"),
+                    None)
+        time.sleep(0.2)
+    assert task is not None, "no task of the array ran"
     subprocess.run(["scancel", task], check=True)
     final = server.wait_video(sid, vsid, 400)
     assert final["status"] == "succeeded", final["message"]
