@@ -269,6 +269,21 @@ def solid_frames(directory: Path, colours: list[tuple[int, int, int]],
     return paths
 
 
+def noise_frames(directory: Path, count: int, size: tuple[int, int] = (640, 360),
+                 prefix: str = "n") -> list[str]:
+    """Random pixels (PREFIX0000.png …): slow to encode, so a job runs while a test looks."""
+    from PIL import Image
+
+    paths = []
+    for index in range(count):
+        path = directory / f"{prefix}{index:04d}.png"
+        Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(
+            path, compress_level=1)
+        os.chmod(path, 0o644)
+        paths.append(str(path))
+    return paths
+
+
 def probe(path: Path | str) -> dict[str, Any]:
     """What ffprobe says of a video (or image): codec, format, size, frames, timing, colour."""
     out = run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",

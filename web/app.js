@@ -5,7 +5,7 @@
 // to that host account (GET /remotes) or after connecting to it.
 import { ApiError, age, bytes, call, globRegExp, naturalCompare, pathUrl } from "./api.js";
 import { icon } from "./icons.js";
-import { IMAGE, Listing } from "./listing.js";
+import { IMAGE, Listing, element } from "./listing.js";
 import { Preview } from "./preview.js";
 import { Thumbnails } from "./thumbs.js";
 
@@ -22,17 +22,6 @@ const state = {
   again: null,        // the request of the job being made again
   browsing: 0,        // the newest folder request: older answers are dropped
 };
-
-function element(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (value !== undefined && value !== null) node.setAttribute(key, value);
-  }
-  for (const child of children) node.append(child);
-  return node;
-}
 
 function showError(id, error) {
   const box = $(id);

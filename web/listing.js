@@ -9,7 +9,8 @@ const ROW = 44;        // px; .listing li in style.css has this height
 const OVERSCAN = 8;    // rows rendered above and below the view
 const SETTLE_MS = 120; // a view still this long asks for its thumbnails
 
-function element(tag, props = {}, ...children) {
+/** A DOM element with attributes (``on…``: listeners) and children. */
+export function element(tag, props = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(props)) {
     if (key === "class") node.className = value;

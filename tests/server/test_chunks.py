@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pytest
 from PIL import Image
 
-from tests.fixtures import SSHD, LiveServer, probe, shared_dir
+from tests.fixtures import SSHD, LiveServer, noise_frames, probe, shared_dir
 
 FINAL = ("succeeded", "failed", "canceled", "expired")
 FRAMES = 60
@@ -275,17 +275,6 @@ def test_a_request_says_when_it_cannot_be_chunked(local: tuple[LiveServer, str],
     auto = make(server, sid, {"content-type": "video/webm", "images": images, "chunks": "auto"})
     # Two cores here: "auto" stays unchunked locally.
     assert auto["status"] == "succeeded" and auto["chunking"]["chunks"] == 1
-
-
-def noise_frames(directory: Path, count: int, size: tuple[int, int] = (640, 360)) -> list[str]:
-    paths = []
-    for index in range(count):
-        path = directory / f"n{index:04d}.png"
-        Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(
-            path, compress_level=1)
-        os.chmod(path, 0o644)
-        paths.append(str(path))
-    return paths
 
 
 def job_processes(job_id: str) -> list[str]:

@@ -5,30 +5,18 @@ real sshd; the final video stays as it would be without a preview."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from PIL import Image
-
 from server.jobs.service import NO_PREVIEW
-from tests.fixtures import SSHD, LiveServer, probe, run, solid_frames
+from tests.fixtures import SSHD, LiveServer, noise_frames, probe, run, solid_frames
 
 FINAL = ("succeeded", "failed", "canceled", "expired")
 
 
-def noise_frames(images: Path, count: int, size: tuple[int, int] = (480, 270)) -> list[str]:
-    """Random pixels: slow to encode, so the job runs while the test looks."""
-    paths = []
-    for index in range(count):
-        path = images / f"noise{index:04d}.png"
-        Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(
-            path, compress_level=1)
-        os.chmod(path, 0o644)
-        paths.append(str(path))
-    return paths
+NOISE = (480, 270)  # frames of random pixels, this size unless a test says
 
 
 def start(server: LiveServer, sid: str, body: dict[str, Any]) -> str:
@@ -116,7 +104,7 @@ def check_gone(server: LiveServer, sid: str, vsid: str, work_dir: Path | None) -
 def test_an_mp4_job_plays_what_is_encoded_while_it_grows(local: tuple[LiveServer, str],
                                                          images: Path, tmp_path: Path) -> None:
     server, sid = local
-    paths = noise_frames(images, 150)
+    paths = noise_frames(images, 150, NOISE, "noise")
     vsid = start(server, sid, {"content-type": "video/mp4", "images": paths, "frame-rate": 10,
                                "crf": 20, "preset": "slow"})
     before = server.request("GET", f"/remotes/{sid}/videos/{vsid}/preview")
@@ -160,7 +148,7 @@ def test_an_mp4_job_plays_what_is_encoded_while_it_grows(local: tuple[LiveServer
 def test_a_webm_job_previews_as_live_webm(local: tuple[LiveServer, str], images: Path,
                                           tmp_path: Path) -> None:
     server, sid = local
-    paths = noise_frames(images, 160, size=(320, 180))
+    paths = noise_frames(images, 160, (320, 180), "noise")
     vsid = start(server, sid, {"content-type": "video/webm", "images": paths,
                                "frame-rate": 10, "speed": 5})
     seen = watch(server, sid, vsid, tmp_path / "preview.webm")
@@ -179,7 +167,7 @@ def test_a_webm_job_previews_as_live_webm(local: tuple[LiveServer, str], images:
 
 def test_preview_ranges_over_ssh_and_a_cancel_removes_it(server: LiveServer, remote: str,
                                                         images: Path) -> None:
-    paths = noise_frames(images, 150)
+    paths = noise_frames(images, 150, NOISE, "noise")
     vsid = start(server, remote, {"content-type": "video/mp4", "images": paths,
                                   "frame-rate": 10, "crf": 20, "preset": "slow"})
     deadline = time.monotonic() + 120
@@ -217,7 +205,7 @@ def test_a_preview_that_vanishes_is_a_404_in_words(local: tuple[LiveServer, str]
     """The file goes as the job ends, maybe between a status and the fetch that
     follows it: the answer is an error, not a cut connection."""
     server, sid = local
-    paths = noise_frames(images, 150)
+    paths = noise_frames(images, 150, NOISE, "noise")
     vsid = start(server, sid, {"content-type": "video/mp4", "images": paths, "frame-rate": 10,
                                "crf": 20, "preset": "slow"})
     deadline = time.monotonic() + 120
@@ -265,7 +253,7 @@ def test_the_preview_changes_nothing_in_the_video_and_can_be_turned_off(
 
 def test_a_chunked_job_has_no_preview(local: tuple[LiveServer, str], images: Path) -> None:
     server, sid = local
-    paths = noise_frames(images, 100, size=(320, 180))
+    paths = noise_frames(images, 100, (320, 180), "noise")
     vsid = start(server, sid, {"content-type": "video/mp4", "images": paths, "chunks": 2,
                                "frame-rate": 10, "preset": "medium"})
     looked = False
@@ -290,7 +278,7 @@ def test_a_slurm_job_previews_from_its_node(make_server: Callable[..., LiveServe
                                           "username": sshd.user})
     assert login.status_code == 200, login.headers.get("X-Slycat-Message")
     sid = login.json()["sid"]
-    paths = noise_frames(images, 200)  # at the node's nice 0: long enough to watch
+    paths = noise_frames(images, 200, NOISE, "noise")  # at the node's nice 0: long enough to watch
     vsid = start(server, sid, {"content-type": "video/mp4", "images": paths, "frame-rate": 10,
                                "crf": 20, "preset": "slow", "executor": "slurm"})
     seen = watch(server, sid, vsid, tmp_path / "preview.mp4")

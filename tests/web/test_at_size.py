@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 from playwright.sync_api import Browser, Page, Request, expect
 
-from tests.fixtures import SSHD, LiveServer, probe
+from tests.fixtures import SSHD, LiveServer, noise_frames, probe
 from tests.web.pages import connect, images_listed, log_in, open_folder, shot
 
 COUNT = 10_000
@@ -160,18 +160,6 @@ def test_a_folder_of_ten_thousand_frames(browser: Browser, site: LiveServer, ssh
     page.close()
 
 
-def slow_frames(folder: Path, count: int, size: tuple[int, int] = (320, 240)) -> None:
-    """Noise frames: at CRF 5 with a slow preset x264 makes a few a second, time
-    enough to reload mid-job."""
-    from PIL import Image
-
-    for index in range(count):
-        name = folder / f"n{index:03d}.png"
-        Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(
-            name, compress_level=1)
-        os.chmod(name, 0o644)
-
-
 def make_video(page: Page, pattern: str, crf: int = 5, preset: str = "veryslow") -> None:
     page.get_by_label("Pattern", exact=True).fill(pattern)
     page.get_by_role("button", name="Select all matching").click()
@@ -195,18 +183,18 @@ def frames_done(page: Page) -> int:
 def test_reload_your_videos_make_again_and_paths(browser: Browser, site: LiveServer,
                                                  sshd: SSHD, images: Path,
                                                  tmp_path: Path) -> None:
-    slow_frames(images, 48)
+    noise_frames(images, 48, (320, 240))  # slow at CRF 5: time to reload mid-job
     page = log_in(browser, site)
     connect(page, sshd, sshd.password)
     expect(page.locator("#connected")).to_be_visible(timeout=30_000)
 
     # A typed file path opens its folder with the file picked out.
-    page.get_by_label("Folder", exact=True).fill(f"{images}/n002.png")
+    page.get_by_label("Folder", exact=True).fill(f"{images}/n0002.png")
     page.keyboard.press("Enter")
-    expect(page.locator("#listing li.highlight")).to_contain_text("n002.png")
+    expect(page.locator("#listing li.highlight")).to_contain_text("n0002.png")
     expect(page.get_by_label("Folder", exact=True)).to_have_value(str(images))
     assert images_listed(page) == 48
-    expect(page).to_have_url(re.compile(r"[?&]file=n002\.png"))
+    expect(page).to_have_url(re.compile(r"[?&]file=n0002\.png"))
     shot(page, "30-file-path")
 
     # A bad path leaves the listing and the box as they were, and says why.
@@ -293,12 +281,12 @@ def test_reload_your_videos_make_again_and_paths(browser: Browser, site: LiveSer
 
     # A request that fails clears the old result and says why where it was made.
     other.get_by_role("button", name="Clear").click()
-    other.get_by_label("Select n010.png", exact=True).check()
-    other.get_by_label("Select n011.png", exact=True).check()
+    other.get_by_label("Select n0010.png", exact=True).check()
+    other.get_by_label("Select n0011.png", exact=True).check()
     expect(other.locator("#selection-text")).to_contain_text("2 frames selected")
-    (images / "n010.png").unlink()
+    (images / "n0010.png").unlink()
     other.get_by_role("button", name="Make video").click()
-    expect(other.locator("#video-error")).to_contain_text("n010.png")
+    expect(other.locator("#video-error")).to_contain_text("n0010.png")
     expect(other.locator("#result")).to_be_hidden()
     expect(other.locator("#progress")).to_be_hidden()
     assert "job=" not in other.url
@@ -311,7 +299,7 @@ def test_watch_while_it_encodes(browser: Browser, site: LiveServer, sshd: SSHD,
                                 images: Path) -> None:
     """The preview plays what is encoded while the job runs, and grows; the final
     video then takes its place."""
-    slow_frames(images, 200)
+    noise_frames(images, 200, (320, 240))
     page = log_in(browser, site)
     connect(page, sshd, sshd.password)
     expect(page.locator("#connected")).to_be_visible(timeout=30_000)

@@ -12,19 +12,11 @@ import pytest
 from PIL import Image
 
 from agent import __main__ as entry
-from agent import executors, ffmpeg, jobdir, protocol
+from agent import executors, jobdir, protocol
 from agent.jobs import JobStore
 
 JOB_A, JOB_B, JOB_C = "a" * 32, "b" * 32, "c" * 32
 Status = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def ffmpeg_info() -> dict[str, Any]:
-    info = ffmpeg.describe(ffmpeg.find_ffmpeg())
-    if not info["path"]:
-        raise RuntimeError("ffmpeg is not installed: apt-get install ffmpeg (.ci/run does)")
-    return info
 
 
 def local_store(work: Path, ffmpeg_info: dict[str, Any]) -> JobStore:

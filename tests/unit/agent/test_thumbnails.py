@@ -20,14 +20,6 @@ from agent.thumbnails import Thumbnails
 Item = dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def ffmpeg_info() -> dict[str, Any]:
-    info = ffmpeg.describe(ffmpeg.find_ffmpeg())
-    if not info["path"]:
-        raise RuntimeError("ffmpeg is not installed: apt-get install ffmpeg (.ci/run does)")
-    return info
-
-
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
     return tmp_path / "work"
