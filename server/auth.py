@@ -71,21 +71,34 @@ class Authenticator:
         comparison), else on the authentication threads, whose answers for a header
         are remembered for ``HEADER_CACHE_SECONDS`` (a status poll must not cost a
         thread hop and a token-table look-up each time)."""
-        if not self.multi_user:
-            return self.from_header(header)
-        key = hashlib.sha256(header.encode("utf-8", "surrogateescape")).digest()
-        now = time.monotonic()
-        stamp = (self.users.stamp(), self.tokens.stamp())  # a revocation, a new password
-        cached = self._headers.get(key)
-        if cached is not None and cached[0] > now and cached[1] == stamp:
-            return cached[2]
+        known = self.known_identity(header)
+        if known is not None or not self.multi_user:
+            return known
+        stamp = self._stamp()  # before the look-up: a revocation meanwhile is not missed
         identity = await asyncio.get_running_loop().run_in_executor(
             self._pool, self.from_header, header)
         if identity is not None:
             if len(self._headers) > 10_000:
                 self._headers.clear()
-            self._headers[key] = (now + HEADER_CACHE_SECONDS, stamp, identity)
+            self._headers[_header_key(header)] = (time.monotonic() + HEADER_CACHE_SECONDS,
+                                                  stamp, identity)
         return identity
+
+    def known_identity(self, header: str) -> Identity | None:
+        """The caller an Authorization header names when that is known at once: token
+        mode's constant-time comparison, or a header verified in the last
+        ``HEADER_CACHE_SECONDS`` in users mode (unless a token was revoked or the users
+        file changed since).  None in users mode means "look it up", not "refused"."""
+        if not self.multi_user:
+            return self.from_header(header)
+        cached = self._headers.get(_header_key(header))
+        if cached is None or cached[0] <= time.monotonic() or cached[1] != self._stamp():
+            return None
+        return cached[2]
+
+    def _stamp(self) -> tuple[Any, int]:
+        """Changes with the users file and with every token revocation."""
+        return self.users.stamp(), self.tokens.stamp()
 
     def close(self) -> None:
         """Stop the authentication threads (after the server stopped serving)."""
@@ -208,6 +221,10 @@ class Authenticator:
 
 _DUMMY = ("scrypt$32768$8$1$" + base64.b64encode(b"framewire-dummy!").decode() + "$"
           + base64.b64encode(b"\0" * 32).decode())
+
+
+def _header_key(header: str) -> bytes:
+    return hashlib.sha256(header.encode("utf-8", "surrogateescape")).digest()
 
 
 def secret_digest(secret: str) -> str:

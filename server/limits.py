@@ -61,10 +61,21 @@ class LoginGuard:
             self._failures.pop(key, None)
         return recent
 
-    def check(self, address: str, identity: str) -> None:
+    @property
+    def quiet(self) -> bool:
+        """No failed login on record from anywhere (the usual case)."""
+        return not self._failures
+
+    def wait(self, address: str, identity: str) -> int:
+        """Seconds until ``identity`` may try again from ``address``; 0: now."""
         recent = self._recent((address, identity))
-        if len(recent) >= self.limit:
-            wait = max(1, math.ceil(self.WINDOW - (time.monotonic() - recent[0])))
+        if len(recent) < self.limit:
+            return 0
+        return max(1, math.ceil(self.WINDOW - (time.monotonic() - recent[0])))
+
+    def check(self, address: str, identity: str) -> None:
+        wait = self.wait(address, identity)
+        if wait:
             raise errors.TooManyRequests(
                 "Too many failed logins with these credentials from this address.",
                 hint=f"Retry after {wait} s, with the right credentials.",

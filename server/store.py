@@ -209,11 +209,17 @@ class JobStore:
              "request": json.dumps(record.request)}))
         self._remember(record)
 
+    def cached(self, vsid: str) -> JobRecord | None:
+        """The job's record if it is in memory (no database read), else None."""
+        record = self._records.get(vsid)
+        if record is not None:
+            self._records.move_to_end(vsid)
+        return record
+
     async def get(self, vsid: str) -> JobRecord | None:
         """The job's record; the same object for every caller while it is cached."""
-        cached = self._records.get(vsid)
+        cached = self.cached(vsid)
         if cached is not None:
-            self._records.move_to_end(vsid)
             return cached
         writes = self._writes
         row = await self._run(lambda db: db.execute(

@@ -19,10 +19,10 @@ from typing import Any
 
 import requests
 import tornado.netutil
-from tornado.httpserver import HTTPServer
 
 from server import config as config_module
-from server.http.app import http_options, make_app
+from server.http.app import make_app
+from server.http.door import make_server
 from server.services import Services
 
 SSHD_BINARY = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -170,7 +170,7 @@ class LiveServer:
         async def start() -> None:
             self.services = Services.build(self.config)
             self.app = make_app(self.config, self.services)
-            self.server = HTTPServer(self.app, **http_options(self.config))
+            self.server = make_server(self.app, self.config)
             self.server.add_sockets(self._sockets)
             self.services.start()
 

@@ -20,7 +20,8 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .. import config as config_module
-from ..http.app import http_options, make_app
+from ..http.app import make_app
+from ..http.door import make_server
 from ..services import Services
 
 
@@ -67,7 +68,8 @@ async def run(output: str, frames: int, content_type: str) -> int:
         config.local.work_dir = os.path.join(state, "work")
         services = Services.build(config)
         app = make_app(config, services)
-        server = app.listen(config.server.port, "127.0.0.1", **http_options(config))
+        server = make_server(app, config)
+        server.listen(config.server.port, "127.0.0.1")
         services.start()
         try:
             return await _drive(config, paths, out_dir, content_type)

@@ -169,7 +169,8 @@ def _accounts(args: argparse.Namespace, config: config_module.Config) -> int:
 
 
 async def _serve(config: config_module.Config) -> int:
-    from ..http.app import http_options, make_app
+    from ..http.app import make_app
+    from ..http.door import make_server
     from ..services import Services
 
     generated = config_module.ensure_token(config)
@@ -186,8 +187,8 @@ async def _serve(config: config_module.Config) -> int:
             raise config_module.ConfigError(
                 f"cannot load server.certfile/keyfile: {error}") from None
     try:
-        server = app.listen(config.server.port, config.server.host, ssl_options=ssl_options,
-                            **http_options(config))
+        server = make_server(app, config, ssl_options)
+        server.listen(config.server.port, config.server.host)
     except OSError as error:
         await services.close()
         where = f"{config.server.host}:{config.server.port}"

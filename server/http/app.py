@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,14 +10,12 @@ from typing import Any
 import tornado.web
 
 from .. import errors
-from ..audit import redact
 from ..auth import COOKIE, SINGLE_USER, server_secret
 from ..config import Config
 from ..services import Services
 from . import account, files, remotes, storage, videos
+from .access import AccessLog, log_request
 from .base import HEADER_READ_LIMIT, ApiHandler
-
-access_log = logging.getLogger("framewire.access")
 
 
 def web_root() -> Path:
@@ -27,13 +24,6 @@ def web_root() -> Path:
     if beside.is_dir():
         return beside
     return Path(sys.prefix) / "share" / "framewire" / "web"
-
-
-def log_request(handler: tornado.web.RequestHandler) -> None:
-    status = handler.get_status()
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    access_log.log(level, "%d %s %s %.1fms", status, handler.request.method,
-                   redact(handler.request.uri or ""), 1000.0 * handler.request.request_time())
 
 
 class NoRoute(ApiHandler):
@@ -105,5 +95,6 @@ def make_app(config: Config, services: Services | None = None) -> tornado.web.Ap
         compress_response=False,
     )
     app.settings["framewire_services"] = services
+    app.settings["framewire_access"] = AccessLog()
     app.settings["web_root"] = Path(web)
     return app

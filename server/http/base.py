@@ -20,6 +20,7 @@ MAX_HEADER_BYTES = 64 << 10  # a request line and headers over this are a 431
 HEADER_READ_LIMIT = 1 << 20  # the HTTP server reads this much of them, then closes
 MAX_REASON = 300  # characters of a message in the status line
 EMPTY_TYPE = "text/plain; charset=UTF-8"  # the Content-Type of a success without a body
+JSON_TYPE = "application/json; charset=UTF-8"
 
 
 def header_safe(text: str) -> str:
@@ -294,7 +295,7 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Content-Type", JSON_TYPE)
         self.finish(json.dumps(data))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -316,7 +317,7 @@ class ApiHandler(tornado.web.RequestHandler):
             self.set_header("X-Slycat-Hint", header_safe(framewire_error.hint))
         for name, value in framewire_error.headers.items():
             self.set_header(name, value)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Content-Type", JSON_TYPE)
         body: dict[str, Any] = {**framewire_error.body, "errors": framewire_error.errors()}
         if self.settings.get("serve_traceback") and not isinstance(
                 error, errors.FramewireError) and "exc_info" in kwargs:

@@ -15,7 +15,7 @@ from .. import errors
 from ..audit import audit, short
 from ..jobs.service import preview_gone
 from ..remote.sessions import RemoteSession
-from .base import ApiHandler
+from .base import JSON_TYPE, ApiHandler
 from .paging import MAX_PAGE, next_page, page_arguments, states_argument
 from .remotes import SID
 from .streaming import send_remote_file
@@ -77,7 +77,12 @@ class VideoStatusHandler(ApiHandler):
                     "timeout", f"timeout must be a number of seconds, got {timeout!r}.")
             self.write_json(await self.services.jobs.wait(session, vsid, seconds))
             return
-        self.write_json(await self.services.jobs.status(session, vsid))
+        known = self.services.jobs.known_status(session, vsid)
+        if known is None:
+            self.write_json(await self.services.jobs.status(session, vsid))
+        else:
+            self.set_header("Content-Type", JSON_TYPE)
+            self.finish(known)
 
 
 class VideoEventsHandler(ApiHandler):
