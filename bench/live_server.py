@@ -6,7 +6,8 @@ bench.py; speaks JSON lines:
 
 - prints ``{"url", "token", "pid"}`` once the server listens;
 - reads commands on stdin: ``ssh-algorithms SID`` answers with the
-  algorithms the session's SSH connection negotiated;
+  algorithms the session's SSH connection negotiated, ``door`` with how many
+  status polls the server's door answered (server/http/door.py);
 - stops the server and exits at end of input (so it never outlives bench.py).
 """
 
@@ -76,6 +77,9 @@ def main() -> int:
             command, _, argument = line.strip().partition(" ")
             if command == "ssh-algorithms":
                 answer(server.call(_algorithms(server, argument), timeout=10))
+            elif command == "door":
+                door = server.server.door
+                answer({"answered": door.answered if door is not None else None})
             else:
                 answer({"error": f"unknown command {command!r}"})
     finally:

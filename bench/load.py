@@ -7,8 +7,9 @@ ssh`` for a login node reached over the real sshd): 4 encodes at once (150 frame
 of 1280x720 each), 200 progress-stream watchers on them, and 100 status requests a
 second for 20 s.  Every request is sent when it is due, on a connection of its own
 if no kept-alive one is free, and timed from when it was due.  Prints p50, p99, max,
-errors, server CPU per status request, and what the encodes' lower priority cost
-them (the same load with nice 0).  Loopback only; every loop is bounded.
+errors, server CPU per status request, the share of the polls the server's door
+answered (server/http/door.py), and what the encodes' lower priority cost them
+(the same load with nice 0).  Loopback only; every loop is bounded.
 """
 
 from __future__ import annotations
@@ -104,6 +105,12 @@ async def watch(port: int, token: str, sid: str, vsid: str, deadline: float,
                 if fields.get(b"event") == b"status":
                     state = json.loads(fields[b"data"])["status"]
                     final = state in ("succeeded", "failed", "canceled", "expired")
+                elif b"event" in fields:  # an end in words: the stream stopped early
+                    found["errors"].append(f"watcher: {fields[b'event'].decode()} event: "
+                                           f"{fields.get(b'data', b'').decode()[:300]}")
+        if not final:
+            found["errors"].append(f"watcher of {vsid[:8]}: the stream stopped after event "
+                                   f"{last_id}, before the final status")
     except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError) as error:
         found["errors"].append(f"watcher: {error!r}")
     finally:
@@ -217,11 +224,13 @@ def run_load(args: argparse.Namespace, nice: int, images: list[str],
             await asyncio.sleep(args.baseline)
             before = server_cpu(server.pid)
             baseline_rate = (before - quiet) / args.baseline
+            door_before = server.command("door")["answered"] or 0
             await status_load(port, server.token, paths, args.rate, args.seconds, found)
             after = server_cpu(server.pid)
+            door = (server.command("door")["answered"] or 0) - door_before
             running = [server.request("GET", path).json() for path in paths]
             await asyncio.gather(*watchers)
-            return {"baseline_rate": baseline_rate, "load_cpu": after - before,
+            return {"baseline_rate": baseline_rate, "load_cpu": after - before, "door": door,
                     "still_running": sum(status["status"] == "running" for status in running)}
 
         measured = asyncio.run(scenario())
@@ -248,6 +257,7 @@ def run_load(args: argparse.Namespace, nice: int, images: list[str],
             "watchers_final": sum(w["final"] for w in found["watchers"]),
             "watcher_gaps": sum(w["gaps"] for w in found["watchers"]),
             "jobs_running_at_end_of_load": measured["still_running"],
+            "door": measured["door"],
             "encode_seconds": encode_seconds,
             "frames": [status.get("frames_total") for status in finals],
         }
@@ -352,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         summary[nice]["watcher_gaps"] = sum(run["watcher_gaps"] for run in measured)
         summary[nice]["still_running"] = min(run["jobs_running_at_end_of_load"]
                                              for run in measured)
+        summary[nice]["door_share"] = sum(run["door"] for run in measured) / max(
+            1, sum(run["requests"] for run in measured))
         row = summary[nice]
         print(f"  nice {nice:>2}: p50 {1000 * row['p50']:.1f} ms, p99 {1000 * row['p99']:.1f} "
               f"ms, max {1000 * row['max']:.1f} ms, {row['errors']} errors; server CPU per "
@@ -359,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(all of it / requests: {1000 * row['cpu_per_request_total']:.3f} ms); "
               f"watchers that missed the end: {row['watchers_missed_end']}, id gaps: "
               f"{row['watcher_gaps']}; at least {row['still_running']} of the encodes still "
-              f"running after the load; the encodes took {row['encode_seconds']:.1f} s")
+              f"running after the load; the encodes took {row['encode_seconds']:.1f} s; "
+              f"{100 * row['door_share']:.0f} % of the polls answered at the door")
         for error in errors[:5]:
             print(f"    {error}")
     main_row = summary[10]
