@@ -15,6 +15,13 @@ class RateLimiter:
         self.per_minute = per_minute
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
 
+    def allows(self, key: str) -> bool:
+        """Whether a request of ``key``'s would pass now (nothing counted)."""
+        if self.per_minute <= 0:
+            return True
+        tokens, at = self._buckets.get(key, (float(self.per_minute), 0.0))
+        return tokens + (time.monotonic() - at) * self.per_minute / 60.0 >= 1.0
+
     def hit(self, key: str) -> None:
         """Count one request; raise 429 with Retry-After when over the rate."""
         if self.per_minute <= 0:

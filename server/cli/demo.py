@@ -76,6 +76,7 @@ async def run(output: str, frames: int, content_type: str) -> int:
         finally:
             server.stop()
             await services.close()
+            server.flush_log()
 
 
 async def _drive(config: config_module.Config, paths: list[str], out_dir: Path,

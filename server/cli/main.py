@@ -224,6 +224,7 @@ async def _serve(config: config_module.Config) -> int:
     await stop.wait()
     server.stop()
     await services.close()
+    server.flush_log()  # lines of answers given while the services stopped
     return 0
 
 

@@ -33,7 +33,11 @@ from typing import Any
 import tornado
 import tornado.web
 from tornado import httputil, iostream
-from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
+from tornado.http1connection import (
+    HTTP1Connection,
+    HTTP1ConnectionParameters,
+    HTTP1ServerConnection,
+)
 from tornado.httpserver import HTTPServer, _HTTPRequestContext
 
 from ..config import Config
@@ -41,15 +45,21 @@ from ..errors import FramewireError
 from ..services import Services
 from .access import AccessLog
 from .app import http_options
-from .base import JSON_TYPE, MAX_HEADER_BYTES
+from .base import JSON_TYPE
 
 log = logging.getLogger(__name__)
 
 _STATUS = re.compile(
     rb"(?:/api)?/remotes/([A-Za-z0-9_-]{1,128})/videos/([A-Za-z0-9_-]{1,128})/status/?")
-# A control character other than tab, or a CR or LF not in a CRLF: the handler's
-# parser has the last word on those.
-_UNUSUAL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
+# What the door reads is a strict subset of what Tornado's parser accepts; anything
+# else (a control character, a CR or LF not in a CRLF, a byte over 127, a header
+# name that is not a token, an unusual Host) has the parser's word on it.
+_UNUSUAL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]|\r(?!\n)|(?<!\r)\n")
+_HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):(.*)")
+_HOST = re.compile(rb"(?:[A-Za-z0-9.-]+|\[::1\])(?::[0-9]{1,5})?")
+# A poll's head is about 300 bytes.  Under this the handler's own count of a head
+# (base.py's limit_headers, at most 1.2 times the raw size) is never a 431.
+DOOR_HEAD_BYTES = 16 << 10
 # Headers that change what the answer is, or what follows the head.
 _LONG_WAY = frozenset((b"content-length", b"transfer-encoding", b"expect", b"upgrade",
                        b"if-none-match", b"if-match", b"if-modified-since"))
@@ -71,16 +81,18 @@ def _parse(head: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
     authorization: bytes | None = None
     hosts = 0
     for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name[-1:] in (b" ", b"\t") or name[:1] in (b" ", b"\t"):
-            return None  # not a header line (or a folded one)
-        name = name.lower()
+        header = _HEADER.fullmatch(line)
+        if header is None:
+            return None  # not a header line, or a folded one
+        name, value = header.group(1).lower(), header.group(2).strip(b" \t")
         if name == b"authorization":
             if authorization is not None:
                 return None
-            authorization = value.strip()
+            authorization = value
         elif name == b"host":
             hosts += 1
+            if _HOST.fullmatch(value) is None:
+                return None
         elif name == b"connection":
             if value.strip().lower() != b"keep-alive":
                 return None
@@ -115,16 +127,16 @@ class StatusDoor:
         if not logins.quiet and logins.wait(remote_ip, services.auth.presented(header)):
             return None  # the handler says 429, and why
         identity = services.auth.known_identity(header)
-        if identity is None:
-            return None
+        if identity is None or not services.rate.allows(identity.name):
+            return None  # the handler's 429 (nothing spent here, nothing touched)
         try:
             session = services.sessions.get(identity.name, sid.decode())
-            body = services.jobs.known_status(session, vsid.decode())
-            if body is None:
-                return None
-            services.rate.hit(identity.name)
         except FramewireError:
             return None  # the handler's answer, in its words
+        body = services.jobs.known_status(session, vsid.decode())
+        if body is None:
+            return None
+        services.rate.hit(identity.name)  # allowed a moment ago, on this thread
         response = b"".join((
             b"HTTP/1.1 200 OK\r\nServer: ", self._server,
             b"\r\nContent-Type: ", JSON_TYPE.encode(),
@@ -169,13 +181,14 @@ class _Watch:
         self.socket: socket.socket = stream.socket
         self.fd = self.socket.fileno()
         self.done: asyncio.Future[bool] = self.loop.create_future()
+        self.unsent: asyncio.Future[None] | None = None  # the rest of a partial answer
         self.last = time.monotonic()
         self._timer = self.loop.call_later(idle_timeout, self._idle)
         self.loop.add_reader(self.fd, self._readable)
 
     def _readable(self) -> None:
         try:
-            data = self.socket.recv(MAX_HEADER_BYTES, socket.MSG_PEEK)
+            data = self.socket.recv(DOOR_HEAD_BYTES + 4, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -198,18 +211,24 @@ class _Watch:
         self.last = started
         try:
             taken = self.socket.recv(end + 4)  # the head just peeked at, whole in the buffer
-            sent = self.socket.send(response) if len(taken) == end + 4 else -1
+        except OSError:
+            taken = b""
+        if len(taken) != end + 4:
+            log.warning("a connection from %s lost its place in its requests; closed",
+                        self.remote_ip)
+            self.end(False)
+            return
+        try:
+            sent = self.socket.send(response)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
             self.end(False)
             return
-        if sent < 0:
-            log.warning("a connection from %s lost its place; closed", self.remote_ip)
-            self.end(False)
-        elif sent < len(response):
+        if sent < len(response):
             self.door.partial += 1
-            self.stream.write(response[sent:])  # Tornado sends the rest, then goes on
+            # Tornado sends the rest; its next request is read once that is out.
+            self.unsent = self.stream.write(response[sent:])
             self.end(True)
 
     def _idle(self) -> None:
@@ -230,8 +249,8 @@ class _Watch:
 class DoorConnection(HTTP1ServerConnection):
     """Tornado's HTTP/1.1 server connection, with the door between its requests."""
 
-    def __init__(self, stream: iostream.IOStream, params: Any, context: Any,
-                 door: StatusDoor, remote_ip: str) -> None:
+    def __init__(self, stream: iostream.IOStream, params: HTTP1ConnectionParameters,
+                 context: _HTTPRequestContext, door: StatusDoor, remote_ip: str) -> None:
         super().__init__(stream, params, context)
         self.door, self.remote_ip = door, remote_ip
         self._watch: _Watch | None = None
@@ -254,19 +273,33 @@ class DoorConnection(HTTP1ServerConnection):
             stream._state = None
         return True
 
+    async def _watched(self) -> bool:
+        """The door's turn: True once it leaves a request to Tornado, False when the
+        connection has ended (and is closed)."""
+        go_on = False
+        try:
+            self._watch = _Watch(self.door, self.stream, self.remote_ip,
+                                 self.params.header_timeout or 3600.0)
+            go_on = await self._watch.done
+            if go_on and self._watch.unsent is not None:
+                await self._watch.unsent
+        except iostream.StreamClosedError:
+            go_on = False
+        finally:
+            if self._watch is not None:
+                self._watch.end(False)
+                self._watch = None
+            if not go_on:
+                self.stream.close()
+        return go_on
+
     async def _server_request_loop(  # Tornado's loop (6.x), the door added
             self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
         try:
             quiet = self._quiet()
             while True:
-                if quiet:
-                    self._watch = _Watch(self.door, self.stream, self.remote_ip,
-                                         self.params.header_timeout or 3600.0)
-                    go_on = await self._watch.done
-                    self._watch = None
-                    if not go_on:
-                        self.stream.close()
-                        return
+                if quiet and not await self._watched():
+                    return
                 conn = HTTP1Connection(self.stream, False, self.params, self.context)
                 request_delegate = delegate.start_request(self, conn)
                 try:
@@ -307,11 +340,14 @@ class FramewireHTTPServer(HTTPServer):
 
     def stop(self) -> None:
         super().stop()
-        if self.access is not None:
-            self.access.flush()
+        self.flush_log()
 
     async def close_all_connections(self) -> None:
         await super().close_all_connections()
+        self.flush_log()
+
+    def flush_log(self) -> None:
+        """Write the access-log lines still waiting (access.py)."""
         if self.access is not None:
             self.access.flush()
 

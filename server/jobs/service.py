@@ -30,7 +30,7 @@ from ..remote.files import RemoteFile
 from ..remote.sessions import RemoteSession, SessionManager
 from ..store import JobRecord, JobStore
 from .placement import placement
-from .views import JobView, finished_outputs, job_view
+from .views import JobView, finished_outputs, job_view, scheduler_view
 
 log = logging.getLogger(__name__)
 
@@ -220,14 +220,16 @@ class JobService:
         status = record.status
         if not (is_final(status) or self.following(vsid)):
             return None
-        # A queued batch job's view counts the seconds it has waited.
-        second = int(time.time()) if status.get("scheduler") else 0
-        body = self._bodies.get(vsid, status, (session.sid, second))
+        # A batch job's view counts the seconds it has waited in the queue so far.
+        scheduler = scheduler_view(status.get("scheduler"),
+                                   status.get("events", {}).get("completed"))
+        key = (session.sid, scheduler and scheduler["waited_seconds"])
+        body = self._bodies.get(vsid, status, key)
         if body is None:
             view = job_view(record, session.sid, status)
             view["request"] = record.request
             body = json.dumps(view).encode()
-            self._bodies.put(vsid, status, (session.sid, second), body)
+            self._bodies.put(vsid, status, key, body)
         return body
 
     async def status(self, session: RemoteSession, vsid: str) -> JobView:
@@ -260,9 +262,11 @@ class JobService:
         """Events after ``after``, waiting briefly for one; True once the job has ended."""
         record = await self._record(session, vsid)
         changed = self._change(vsid)
+        # Seen before the read: a final status's event is stored by then (_apply).
+        final = is_final(record.status)
         found = await self.store.events(vsid, after)
         if not found:
-            if is_final(record.status):
+            if final:
                 return [], True  # resumed after the final event: nothing will follow
             try:
                 await asyncio.wait_for(changed.wait(), REFRESH_INTERVAL)
@@ -303,26 +307,33 @@ class JobService:
             changed.set()
 
     async def _apply(self, record: JobRecord, status: JobStatus) -> None:
-        """Store a status; record an event for news, progress at most twice a second."""
-        record.status = status
-        await self.store.update(record.vsid, status)
+        """Store a status; record an event for news, progress at most twice a second.
+
+        The event is stored before the record says the new status: a stream that
+        finds the job final and no event after its last one has had the end (a stream
+        reading between the two would stop one event short of it).
+        """
         state, phase = JobState.of(status.get("status")), status.get("phase")
-        if state.final:
-            self._views.pop(record.vsid, None)
-            self.sessions.job_ended(record.vsid)
         progress = float(status.get("progress") or 0.0)
         previewed = int((status.get("preview") or {}).get("frames") or 0)
         now = time.monotonic()
         last = self._emitted.get(record.vsid)
-        if last is not None and (state, phase) == (last.state, last.phase) and (
-                (progress, previewed) == (last.progress, last.preview)
-                or now - last.at < PROGRESS_INTERVAL):
-            return
-        if last is not None and last.state.final and not (
+        news = not (last is not None and (state, phase) == (last.state, last.phase) and (
+            (progress, previewed) == (last.progress, last.preview)
+            or now - last.at < PROGRESS_INTERVAL))
+        if news and last is not None and last.state.final and not (
                 state is JobState.EXPIRED and last.state is not JobState.EXPIRED):
-            return  # the end was announced; only a later deletion follows it
-        self._emitted[record.vsid] = Emitted(state, phase, now, progress, previewed)
-        await self.store.add_event(record.vsid, status)
+            news = False  # the end was announced; only a later deletion follows it
+        if news:
+            self._emitted[record.vsid] = Emitted(state, phase, now, progress, previewed)
+            await self.store.add_event(record.vsid, status)
+        record.status = status
+        await self.store.update(record.vsid, status)
+        if state.final:
+            self._views.pop(record.vsid, None)
+            self.sessions.job_ended(record.vsid)
+        if not news:
+            return
         if last is None or last.state is not state:
             await self.webhooks.on_status(record, status, job_view(record, record.sid, status))
         self._wake(record.vsid)
