@@ -3,13 +3,15 @@ need no round trip, and a progress stream whose agent goes away ends in words.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import signal
+import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 from PIL import Image
@@ -120,6 +122,38 @@ def test_a_stream_whose_agent_is_killed_ends_in_words(
     again = server.post_json("/remotes", {"hostname": "localhost"}).json()["sid"]
     final = server.wait_video(again, vsid)
     assert (final["status"], final["frames_done"]) == ("succeeded", 150), final["message"]
+
+
+def test_a_stream_that_comes_as_the_job_ends_gets_the_final_event(
+        make_server: Callable[..., LiveServer], images: Path) -> None:
+    """The final event is stored before the job's record says it ended: a stream that
+    asks in between waits for that event instead of ending one event short (seen
+    under load: 44 of 200 watchers stopped before the end)."""
+    server = make_server()
+    sid = server.post_json("/remotes", {"hostname": "localhost"}).json()["sid"]
+    response = server.post_json(f"/remotes/{sid}/videos", {
+        "content-type": "video/mp4", "images": noise(images, 60), "preset": "veryslow"})
+    assert response.status_code == 202, response.headers.get("X-Slycat-Message")
+    vsid = response.json()["sid"]
+    store = server.services.jobs.store
+    storing = threading.Event()
+    add_event = store.add_event
+
+    async def slow_add_event(job: str, data: Any) -> Any:
+        if job == vsid and data.get("status") == "succeeded":
+            storing.set()
+            await asyncio.sleep(1.0)  # the final event on its way to the store
+        return await add_event(job, data)
+
+    store.add_event = slow_add_event  # type: ignore[method-assign]
+    assert storing.wait(60), "the job did not end"
+    last = max(event.seq for event in server.call(store.events(vsid, 0)))
+    with server.request("GET", f"/remotes/{sid}/videos/{vsid}/events", stream=True,
+                        headers={"Accept": "application/x-ndjson",
+                                 "Last-Event-ID": str(last)}, timeout=30) as events:
+        messages = [json.loads(line) for line in events.iter_lines()]
+    assert [m["event"] for m in messages] == ["status"], messages
+    assert messages[0]["id"] == last + 1 and messages[0]["data"]["status"] == "succeeded"
 
 
 def niceness(pid: int) -> int:
