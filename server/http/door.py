@@ -63,7 +63,7 @@ DOOR_HEAD_BYTES = 16 << 10
 # Headers that change what the answer is, or what follows the head.
 _LONG_WAY = frozenset((b"content-length", b"transfer-encoding", b"expect", b"upgrade",
                        b"if-none-match", b"if-match", b"if-modified-since"))
-_ETAGS = 256  # bodies whose Etag is remembered
+_ETAG_BYTES = 4 << 20  # of bodies whose Etag is remembered
 _STREAM_INSIDES = ("_read_buffer_size", "_state")  # of Tornado's IOStream, read by the door
 
 
@@ -111,6 +111,7 @@ class StatusDoor:
         self.answered = 0  # polls answered here: tests and benchmarks read it
         self.partial = 0  # of which Tornado sent the end (the client read slowly)
         self._etags: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
+        self._etag_bytes = 0
         self._date: tuple[int, bytes] = (0, b"")
         self._server = f"TornadoServer/{tornado.version}".encode()
 
@@ -154,14 +155,18 @@ class StatusDoor:
         return self._date[1]
 
     def _etag(self, body: bytes) -> bytes:
-        """Tornado's Etag for ``body`` (a SHA-1 of it), worked out once per body."""
+        """Tornado's Etag for ``body`` (a SHA-1 of it), worked out once per body while
+        the bodies remembered (held, so that their ids stay theirs) fit the budget."""
         known = self._etags.get(id(body))
         if known is not None and known[0] is body:
+            self._etags.move_to_end(id(body))
             return known[1]
         etag = b'"' + hashlib.sha1(body).hexdigest().encode() + b'"'
-        self._etags[id(body)] = (body, etag)
-        if len(self._etags) > _ETAGS:
-            self._etags.popitem(last=False)
+        if len(body) <= _ETAG_BYTES:
+            self._etags[id(body)] = (body, etag)
+            self._etag_bytes += len(body)
+            while self._etag_bytes > _ETAG_BYTES:
+                self._etag_bytes -= len(self._etags.popitem(last=False)[1][0])
         return etag
 
 
