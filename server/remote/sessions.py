@@ -141,6 +141,9 @@ class SessionManager:
         self._sessions: dict[str, RemoteSession] = {}
         self._pending: dict[str, PendingLogin] = {}
         self._reaper: asyncio.Task[None] | None = None
+        # Expired sessions being closed: a stop waits for them (cancelling the reaper
+        # must not leave a session half closed, its agent's pipes open).
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def idle_timeout(self) -> float:
@@ -338,8 +341,13 @@ class SessionManager:
         while True:
             await asyncio.sleep(interval)
             for session in [s for s in self._sessions.values() if self._expired(s)]:
+                closing = asyncio.ensure_future(self._close(session))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
                 try:
-                    await self._close(session)
+                    await asyncio.shield(closing)
+                except asyncio.CancelledError:
+                    raise
                 except Exception:
                     log.exception("closing expired session failed")
 
@@ -348,3 +356,5 @@ class SessionManager:
             self._reaper.cancel()
         for session in list(self._sessions.values()):
             await self._close(session)
+        if self._closing:  # what the reaper had begun
+            await asyncio.gather(*self._closing, return_exceptions=True)
