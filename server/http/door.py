@@ -22,12 +22,10 @@ answer the door watches again, once nothing is left in Tornado's buffers.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 import socket
 import time
-from collections import OrderedDict
 from typing import Any
 
 import tornado
@@ -63,7 +61,6 @@ DOOR_HEAD_BYTES = 16 << 10
 # Headers that change what the answer is, or what follows the head.
 _LONG_WAY = frozenset((b"content-length", b"transfer-encoding", b"expect", b"upgrade",
                        b"if-none-match", b"if-match", b"if-modified-since"))
-_ETAG_BYTES = 4 << 20  # of bodies whose Etag is remembered
 _STREAM_INSIDES = ("_read_buffer_size", "_state")  # of Tornado's IOStream, read by the door
 
 
@@ -110,8 +107,6 @@ class StatusDoor:
         self.services, self.access = services, access
         self.answered = 0  # polls answered here: tests and benchmarks read it
         self.partial = 0  # of which Tornado sent the end (the client read slowly)
-        self._etags: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
-        self._etag_bytes = 0
         self._date: tuple[int, bytes] = (0, b"")
         self._server = f"TornadoServer/{tornado.version}".encode()
 
@@ -134,15 +129,16 @@ class StatusDoor:
             session = services.sessions.get(identity.name, sid.decode())
         except FramewireError:
             return None  # the handler's answer, in its words
-        body = services.jobs.known_status(session, vsid.decode())
-        if body is None:
+        known = services.jobs.known_status(session, vsid.decode())
+        if known is None:
             return None
+        body = known.body
         services.rate.hit(identity.name)  # allowed a moment ago, on this thread
         response = b"".join((
             b"HTTP/1.1 200 OK\r\nServer: ", self._server,
             b"\r\nContent-Type: ", JSON_TYPE.encode(),
             b"\r\nDate: ", self._now(),
-            b"\r\nEtag: ", self._etag(body),
+            b'\r\nEtag: "', known.sha1.encode(), b'"',  # Tornado's: the SHA-1 of the body
             b"\r\nContent-Length: ", str(len(body)).encode(), b"\r\n\r\n", body))
         self.answered += 1
         self.access.write(200, "GET", target.decode("latin-1"), time.monotonic() - started)
@@ -154,20 +150,6 @@ class StatusDoor:
             self._date = (now, httputil.format_timestamp(now).encode())
         return self._date[1]
 
-    def _etag(self, body: bytes) -> bytes:
-        """Tornado's Etag for ``body`` (a SHA-1 of it), worked out once per body while
-        the bodies remembered (held, so that their ids stay theirs) fit the budget."""
-        known = self._etags.get(id(body))
-        if known is not None and known[0] is body:
-            self._etags.move_to_end(id(body))
-            return known[1]
-        etag = b'"' + hashlib.sha1(body).hexdigest().encode() + b'"'
-        if len(body) <= _ETAG_BYTES:
-            self._etags[id(body)] = (body, etag)
-            self._etag_bytes += len(body)
-            while self._etag_bytes > _ETAG_BYTES:
-                self._etag_bytes -= len(self._etags.popitem(last=False)[1][0])
-        return etag
 
 
 class _Watch:

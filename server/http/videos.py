@@ -82,7 +82,7 @@ class VideoStatusHandler(ApiHandler):
             self.write_json(await self.services.jobs.status(session, vsid))
         else:
             self.set_header("Content-Type", JSON_TYPE)
-            self.finish(known)
+            self.finish(known.body)
 
 
 class VideoEventsHandler(ApiHandler):

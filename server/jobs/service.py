@@ -210,7 +210,7 @@ class JobService:
         await self._apply(record, status)
         return status
 
-    def known_status(self, session: RemoteSession, vsid: str) -> bytes | None:
+    def known_status(self, session: RemoteSession, vsid: str) -> KnownBody | None:
         """The ``GET …/status`` answer, serialized, when it is known at once: the job's
         record in memory, its status final or pushed by a running agent, no uploads
         to look up.  None means "ask :meth:`status`" (which may wait, or say 404)."""
@@ -224,13 +224,14 @@ class JobService:
         scheduler = scheduler_view(status.get("scheduler"),
                                    status.get("events", {}).get("completed"))
         key = (session.sid, scheduler and scheduler["waited_seconds"])
-        body = self._bodies.get(vsid, status, key)
-        if body is None:
+        known = self._bodies.get(vsid, status, key)
+        if known is None:
             view = job_view(record, session.sid, status)
             view["request"] = record.request
             body = json.dumps(view).encode()
-            self._bodies.put(vsid, status, key, body)
-        return body
+            known = KnownBody(body, hashlib.sha1(body).hexdigest())
+            self._bodies.put(vsid, status, key, known)
+        return known
 
     async def status(self, session: RemoteSession, vsid: str) -> JobView:
         """The job's view for ``GET …/status`` (with its uploads, if it has any)."""
@@ -415,6 +416,14 @@ class JobService:
                 await self._apply(record, data)
 
 
+@dataclass(frozen=True)
+class KnownBody:
+    """A serialized status answer and the SHA-1 of it (hex: the answer's Etag)."""
+
+    body: bytes
+    sha1: str
+
+
 class BodyCache:
     """Serialized answers by job, each valid for one status object (a new status is a
     new object) and one key; the least recently used go past ``budget`` bytes."""
@@ -422,25 +431,25 @@ class BodyCache:
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.size = 0
-        self._entries: OrderedDict[str, tuple[JobStatus, Any, bytes]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[JobStatus, Any, KnownBody]] = OrderedDict()
 
-    def get(self, vsid: str, status: JobStatus, key: Any) -> bytes | None:
+    def get(self, vsid: str, status: JobStatus, key: Any) -> KnownBody | None:
         entry = self._entries.get(vsid)
         if entry is None or entry[0] is not status or entry[1] != key:
             return None
         self._entries.move_to_end(vsid)
         return entry[2]
 
-    def put(self, vsid: str, status: JobStatus, key: Any, body: bytes) -> None:
+    def put(self, vsid: str, status: JobStatus, key: Any, known: KnownBody) -> None:
         old = self._entries.pop(vsid, None)
         if old is not None:
-            self.size -= len(old[2])
-        if len(body) > self.budget:
+            self.size -= len(old[2].body)
+        if len(known.body) > self.budget:
             return
-        self._entries[vsid] = (status, key, body)
-        self.size += len(body)
+        self._entries[vsid] = (status, key, known)
+        self.size += len(known.body)
         while self.size > self.budget:
-            self.size -= len(self._entries.popitem(last=False)[1][2])
+            self.size -= len(self._entries.popitem(last=False)[1][2].body)
 
 
 def _reachable(record: JobRecord, session: RemoteSession) -> bool:

@@ -89,6 +89,17 @@ def finished_job(server: LiveServer, images: Path, count: int = 8,
     return sid, vsid
 
 
+Polled = tuple[LiveServer, str, str, str]
+
+
+@pytest.fixture
+def polled(local: tuple[LiveServer, str], images: Path) -> Polled:
+    """A server, and a finished job's sid, vsid and status path."""
+    server, _ = local
+    sid, vsid = finished_job(server, images)
+    return server, sid, vsid, f"/remotes/{sid}/videos/{vsid}/status"
+
+
 def answered(server: LiveServer) -> int:
     door = server.server.door
     assert door is not None
@@ -96,11 +107,9 @@ def answered(server: LiveServer) -> int:
 
 
 def test_a_poll_at_the_door_is_the_handlers_answer_byte_for_byte(
-        local: tuple[LiveServer, str], images: Path, caplog: pytest.LogCaptureFixture) -> None:
+        polled: Polled, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="framewire.access")
-    server, _ = local
-    sid, vsid = finished_job(server, images)
-    path = f"/remotes/{sid}/videos/{vsid}/status"
+    server, sid, vsid, path = polled
     raw = Raw(server.port)
     try:
         before = answered(server)
@@ -141,11 +150,8 @@ def test_a_poll_at_the_door_is_the_handlers_answer_byte_for_byte(
     assert not any(sid in line or vsid in line for line in lines)
 
 
-def test_the_door_leaves_everything_else_to_the_handler(
-        local: tuple[LiveServer, str], images: Path) -> None:
-    server, _ = local
-    sid, vsid = finished_job(server, images)
-    path = f"/remotes/{sid}/videos/{vsid}/status"
+def test_the_door_leaves_everything_else_to_the_handler(polled: Polled) -> None:
+    server, sid, vsid, path = polled
     raw = Raw(server.port)
     try:
         before = answered(server)
@@ -186,13 +192,10 @@ def test_the_door_leaves_everything_else_to_the_handler(
         raw.close()
 
 
-def test_what_the_parser_would_refuse_the_door_leaves_to_it(
-        local: tuple[LiveServer, str], images: Path) -> None:
+def test_what_the_parser_would_refuse_the_door_leaves_to_it(polled: Polled) -> None:
     """A head the door is not sure of is Tornado's to read: a bad header name, an odd
     Host, a byte over 127, a head over the door's 16 kB."""
-    server, _ = local
-    sid, vsid = finished_job(server, images)
-    path = f"/remotes/{sid}/videos/{vsid}/status"
+    server, sid, vsid, path = polled
     auth = f"Authorization: Bearer {server.token}"
     before = answered(server)
     for lines, expected in (
@@ -218,11 +221,8 @@ def test_what_the_parser_would_refuse_the_door_leaves_to_it(
     assert answered(server) == before
 
 
-def test_pipelined_polls_and_a_head_in_pieces(local: tuple[LiveServer, str],
-                                              images: Path) -> None:
-    server, _ = local
-    sid, vsid = finished_job(server, images)
-    path = f"/remotes/{sid}/videos/{vsid}/status"
+def test_pipelined_polls_and_a_head_in_pieces(polled: Polled) -> None:
+    server, sid, vsid, path = polled
     expected = server.request("GET", path).content
     raw = Raw(server.port)
     try:
@@ -367,11 +367,8 @@ def second_server(server: LiveServer, send_buffer: int | None = None,
         server.call(stop_serving(other))
 
 
-def test_idle_connections_close_and_a_stop_closes_the_rest(
-        local: tuple[LiveServer, str], images: Path) -> None:
-    server, _ = local
-    sid, vsid = finished_job(server, images)
-    path = f"/remotes/{sid}/videos/{vsid}/status"
+def test_idle_connections_close_and_a_stop_closes_the_rest(polled: Polled) -> None:
+    server, sid, vsid, path = polled
     with second_server(server, idle_connection_timeout=0.5) as (other, port):
         idle, kept = Raw(port), Raw(port)
         try:
