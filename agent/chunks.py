@@ -26,6 +26,7 @@ import shutil
 import struct
 import subprocess
 import time
+from math import gcd
 from typing import Any, Dict, List, Optional, Tuple  # noqa: F401 (type comments)
 
 from . import jobdir, protocol
@@ -91,14 +92,51 @@ def plan(spec, asked, cores, parallel=None, nodes=None):
             ("Not split into chunks: a chunk needs at least %d frames, and the video has %d."
              % (MIN_FRAMES, total))
         wanted = most
+    grid = keyframe_grid(videos)
+    if wanted > 1 and grid:
+        cuts = grid_cuts(total, wanted, grid)
+        if len(cuts) + 1 < wanted:
+            reason = ("VP9 chunks start on the video's keyframes, every %d frames (gop), and "
+                      "the video has %d; a smaller gop allows more." % (grid, total))
+            note = "Split into %d chunks rather than %d: %s" % (len(cuts) + 1, wanted, reason) \
+                if cuts else "Not split into chunks: %s" % reason
+            wanted = len(cuts) + 1
+    else:
+        cuts = [total * index // wanted for index in range(1, wanted)]
     if wanted <= 1:
         return Chunking([[0, total]], asked, note, 1)
-    ranges = []  # type: List[List[int]]
-    for index in range(wanted):
-        ranges.append([total * index // wanted, total * (index + 1) // wanted])
+    edges = [0] + cuts + [total]
+    ranges = [[edges[index], edges[index + 1]] for index in range(wanted)]
     if parallel is None:
         parallel = wanted if slurm else max(1, min(wanted, cores))
     return Chunking(ranges, asked, note, max(1, min(parallel, wanted)))
+
+
+def keyframe_grid(videos):
+    # type: (List[VideoOutput]) -> Optional[int]
+    """The keyframe interval every chunk must start on, or None: a VP9 video's
+    ``gop`` (the least common multiple of several).  libvpx keeps the frames after
+    a keyframe it did not plan up to 1.4 dB below the same frames of a video
+    without it, so VP9 chunks start only where the unchunked video has a keyframe
+    too; x264 and AV1 keep such frames within 0.5 dB and start anywhere."""
+    grid = None  # type: Optional[int]
+    for video in videos:
+        if video.codec == "vp9" and video.gop:
+            grid = video.gop if grid is None else grid * video.gop // gcd(grid, video.gop)
+    return grid
+
+
+def grid_cuts(total, wanted, grid):
+    # type: (int, int, int) -> List[int]
+    """Where ``wanted`` chunks of ``total`` frames start, each chunk after the first
+    on a multiple of ``grid``: the multiple nearest each even cut, as long as every
+    chunk keeps MIN_FRAMES."""
+    cuts = []  # type: List[int]
+    for index in range(1, wanted):
+        cut = (2 * total * index + wanted * grid) // (2 * wanted * grid) * grid
+        if cut - (cuts[-1] if cuts else 0) >= MIN_FRAMES and total - cut >= MIN_FRAMES:
+            cuts.append(cut)
+    return cuts
 
 
 def split(spec):

@@ -47,6 +47,8 @@ CRF_RANGES = {"h264": (0, 51), "vp9": (0, 63), "av1": (0, 63)}
 DEFAULT_CRF = {"h264": 23, "vp9": 32, "av1": 35}
 SPEED_RANGES = {"vp9": (0, 8), "av1": (0, 13)}
 DEFAULT_SPEED = {"vp9": 4, "av1": 8}
+GOP_SECONDS = 2  # VP9's keyframe interval by default (libvpx's own is 128 frames)
+MIN_GOP = 8
 # Largest frames an encoder takes: H.264 level 6.2 allows 139,264 macroblocks.
 LEVEL_LIMITS = {
     "h264": (8192, 8192, 139264 * 256, "H.264 level 6.2"),
@@ -330,8 +332,8 @@ def within_level(codec, encoder, width, height, notes):
 
 # -- outputs -------------------------------------------------------------------
 
-def video_output(values, where, name, canvas, ffmpeg_info, notes):
-    # type: (Dict[str, Any], str, str, Canvas, Dict[str, Any], List[str]) -> VideoOutput
+def video_output(values, where, name, canvas, ffmpeg_info, notes, rate):
+    # type: (Dict[str, Any], str, str, Canvas, Dict[str, Any], List[str], Fraction) -> VideoOutput
     content_type = values.get("content-type")
     if content_type not in VIDEO_TYPES:
         raise bad(_join(where, "content-type"), "%s must be video/mp4 or video/webm, got %r."
@@ -375,6 +377,8 @@ def video_output(values, where, name, canvas, ffmpeg_info, notes):
     width, height = target_size(values, where, canvas.width, canvas.height)
     width, height = within_level(codec, encoder, width, height, notes)
     gop = _integer(values, "gop", where, 1, 100000)
+    if gop is None and codec == "vp9":
+        gop = default_gop(rate)
     fit = _choice(values, "fit", where, FITS, "contain")
     assert fit is not None
     return VideoOutput(
@@ -383,6 +387,14 @@ def video_output(values, where, name, canvas, ffmpeg_info, notes):
         codec=codec, encoder=encoder,
         crf=DEFAULT_CRF[codec] if crf is None and bitrate is None else crf,
         bitrate=bitrate, preset=preset, speed=speed, pixel_format=pixel_format, gop=gop)
+
+
+def default_gop(rate):
+    # type: (Fraction) -> int
+    """VP9's keyframe interval unless ``gop`` is given: GOP_SECONDS of frames (at
+    least MIN_GOP), so a player seeks within that much video, and chunks can start
+    on the same keyframes as the unchunked video (agent/chunks.py)."""
+    return max(MIN_GOP, int(round(rate * GOP_SECONDS)))
 
 
 def still_output(kind, values, where, name, canvas, frame_count, rate):
@@ -542,7 +554,8 @@ def plan_outputs(args, canvas, frame_count, rate, ffmpeg_info, notes):
                       "unique." % name)
         names.add(name)
         if kind == "video":
-            outputs.append(video_output(values, where, name, canvas, ffmpeg_info, notes))
+            outputs.append(video_output(values, where, name, canvas, ffmpeg_info, notes,
+                                        rate))
         else:
             outputs.append(still_output(kind, values, where, name, canvas, frame_count, rate))
             if kind == "poster" and values.get("width") is None \

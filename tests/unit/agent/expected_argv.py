@@ -1,7 +1,9 @@
 """The ffmpeg argv of each case in argv_cases, as the code before issue 13 made it.
 
 Captured once from the string-editing ``job_argv`` (labels renamed by
-``argv_cases.normalise``); do not regenerate these from the new code.
+``argv_cases.normalise``); do not regenerate these from the new code.  One
+change since, made by hand: VP9's keyframe interval is 2 seconds unless ``gop``
+is given (``-g 50`` at 25 fps; issue 15).
 """
 
 EXPECTED = {
@@ -126,7 +128,8 @@ EXPECTED = {
         "-crf", "20", "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
         "-color_range", "tv", "-movflags", "+faststart", "-f", "mp4", "/work/jobs/j/partial.0.out",
         "-map", "[L7]", "-r", "25", "-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p", "-row-mt", "1",
-        "-deadline", "good", "-cpu-used", "8", "-crf", "32", "-b:v", "0", "-colorspace", "bt709",
+        "-deadline", "good", "-cpu-used", "8", "-crf", "32", "-b:v", "0", "-g", "50",
+        "-colorspace", "bt709",
         "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv", "-f", "webm",
         "/work/jobs/j/partial.1.out", "-map", "[L8]", "-c:v", "png", "-fps_mode", "passthrough",
         "-update", "1", "-f", "image2", "/work/jobs/j/partial.2.out", "-map", "[L13]", "-c:v",

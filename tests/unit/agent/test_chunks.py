@@ -12,9 +12,9 @@ from agent import chunks, protocol, slurm
 from agent.spec import Canvas, Frame, Placement, PosterOutput, Source, Spec, VideoOutput
 
 
-def video(codec: str = "h264") -> VideoOutput:
+def video(codec: str = "h264", gop: int | None = None) -> VideoOutput:
     return VideoOutput("video", "video/mp4", "mp4", 64, 48, "contain", "black", codec,
-                       "libx264", 23, None, "medium", None, "yuv420p", None)
+                       "libx264", 23, None, "medium", None, "yuv420p", gop)
 
 
 def spec_of(repeats: list[int], outputs: list = None, kind: str = "local") -> Spec:  # type: ignore[assignment]
@@ -58,6 +58,31 @@ def test_auto_chunks_by_nodes_on_slurm_and_stays_whole_on_few_cores() -> None:
     assert len(chunks.plan(vp9, "auto", cores=2).ranges) == 1
     assert len(chunks.plan(vp9, "auto", cores=16).ranges) == 4
     assert len(chunks.plan(spec_of([1] * 1000), "auto", cores=16).ranges) == 1  # x264 scales
+
+
+def test_vp9_chunks_start_on_the_videos_keyframes() -> None:
+    """A VP9 chunk starts where the unchunked video has a keyframe: on a multiple of
+    its gop, the nearest to the even cut; too coarse a grid gives fewer chunks, said."""
+    on_grid = chunks.plan(spec_of([1] * 60, [video("vp9", 12)]), 5, cores=2)
+    assert on_grid.ranges == [[0, 12], [12, 24], [24, 36], [36, 48], [48, 60]]
+    assert on_grid.note is None
+    halves = chunks.plan(spec_of([1] * 300, [video("vp9", 50)]), 2, cores=2)
+    assert halves.ranges == [[0, 150], [150, 300]]
+    nearest = chunks.plan(spec_of([1] * 300, [video("vp9", 50)]), 4, cores=2)
+    assert nearest.ranges == [[0, 100], [100, 150], [150, 250], [250, 300]]
+    # two VP9 videos: keyframes of both (every 30 frames), H.264 beside them anywhere
+    both = chunks.plan(spec_of([1] * 120, [video("vp9", 10), video("vp9", 15), video()]),
+                       4, cores=2)
+    assert both.ranges == [[0, 30], [30, 60], [60, 90], [90, 120]]
+    fewer = chunks.plan(spec_of([1] * 60, [video("vp9", 50)]), 5, cores=2)
+    assert fewer.ranges == [[0, 50], [50, 60]]
+    assert fewer.note == ("Split into 2 chunks rather than 5: VP9 chunks start on the "
+                          "video's keyframes, every 50 frames (gop), and the video has 60; "
+                          "a smaller gop allows more.")
+    none = chunks.plan(spec_of([1] * 60, [video("vp9", 56)]), 2, cores=2)
+    assert none.ranges == [[0, 60]]
+    assert (none.note or "").startswith("Not split into chunks: VP9 chunks start on")
+    assert chunks.plan(spec_of([1] * 60, [video("av1", 50)]), 5, cores=2).ranges[1] == [12, 24]
 
 
 @pytest.mark.parametrize("value", [0, 257, -1, "many", 2.5, True, [2]])
