@@ -85,24 +85,32 @@ def plan(spec, asked, cores, parallel=None, nodes=None):
     if wanted > 1 and not videos:
         note = "Not split into chunks: the job makes no video (stills are made once)."
         wanted = 1
+    chosen = "%d" % wanted if asked != "auto" else "the %d \"auto\" chose" % wanted
     most = max(1, total // MIN_FRAMES)
     if wanted > most:
-        note = ("Split into %d chunks rather than %d: a chunk needs at least %d frames, and "
-                "the video has %d." % (most, wanted, MIN_FRAMES, total)) if most > 1 else \
+        note = ("Split into %d chunks rather than %s: a chunk needs at least %d frames, and "
+                "the video has %d." % (most, chosen, MIN_FRAMES, total)) if most > 1 else \
             ("Not split into chunks: a chunk needs at least %d frames, and the video has %d."
              % (MIN_FRAMES, total))
         wanted = most
     grid = keyframe_grid(videos)
+    cuts = [total * index // wanted for index in range(1, wanted)]
     if wanted > 1 and grid:
         cuts = grid_cuts(total, wanted, grid)
+        while asked == "auto" and cuts and min_chunk(cuts, total) < AUTO_FRAMES:
+            cuts = grid_cuts(total, len(cuts), grid)  # "auto" keeps AUTO_FRAMES a chunk
         if len(cuts) + 1 < wanted:
-            reason = ("VP9 chunks start on the video's keyframes, every %d frames (gop), and "
-                      "the video has %d; a smaller gop allows more." % (grid, total))
-            note = "Split into %d chunks rather than %d: %s" % (len(cuts) + 1, wanted, reason) \
+            gops = sorted({video.gop for video in videos if video.codec == "vp9"})
+            if len(gops) == 1:
+                reason = ("VP9 chunks start on the video's keyframes, every %d frames (gop), "
+                          "and the video has %d; a smaller gop allows more." % (grid, total))
+            else:
+                reason = ("VP9 chunks start on the keyframes of every VP9 video: every %d "
+                          "frames, where gops %s meet, and the video has %d; the same gop "
+                          "for each allows more." % (grid, " and ".join(map(str, gops)), total))
+            note = "Split into %d chunks rather than %s: %s" % (len(cuts) + 1, chosen, reason) \
                 if cuts else "Not split into chunks: %s" % reason
-            wanted = len(cuts) + 1
-    else:
-        cuts = [total * index // wanted for index in range(1, wanted)]
+        wanted = len(cuts) + 1
     if wanted <= 1:
         return Chunking([[0, total]], asked, note, 1)
     edges = [0] + cuts + [total]
@@ -129,14 +137,24 @@ def keyframe_grid(videos):
 def grid_cuts(total, wanted, grid):
     # type: (int, int, int) -> List[int]
     """Where ``wanted`` chunks of ``total`` frames start, each chunk after the first
-    on a multiple of ``grid``: the multiple nearest each even cut, as long as every
-    chunk keeps MIN_FRAMES."""
+    on a multiple of ``grid``: the multiple nearest each even cut, or the first after
+    the previous cut that leaves a chunk MIN_FRAMES; fewer cuts when the last chunk
+    would be shorter than that."""
     cuts = []  # type: List[int]
+    least = -(-MIN_FRAMES // grid) * grid  # the shortest chunk on the grid
     for index in range(1, wanted):
         cut = (2 * total * index + wanted * grid) // (2 * wanted * grid) * grid
-        if cut - (cuts[-1] if cuts else 0) >= MIN_FRAMES and total - cut >= MIN_FRAMES:
-            cuts.append(cut)
+        cut = max(cut, (cuts[-1] if cuts else 0) + least)
+        if total - cut < MIN_FRAMES:
+            break
+        cuts.append(cut)
     return cuts
+
+
+def min_chunk(cuts, total):
+    # type: (List[int], int) -> int
+    edges = [0] + cuts + [total]
+    return min(b - a for a, b in zip(edges, edges[1:]))
 
 
 def split(spec):

@@ -218,6 +218,10 @@ def _codec_args(output, fps_mode, threads=None):
             else ["-qp", str(min(255, quality * 4))]
     if output.gop:
         args += ["-g", str(output.gop)]
+        if encoder == "libvpx-vp9":
+            # min = max: keyframes on the grid only, none at a scene cut (chunks
+            # start on the grid: agent/chunks.py keyframe_grid).
+            args += ["-keyint_min", str(output.gop)]
     if threads:
         args += ["-threads", str(threads)]
     return args + COLOUR_TAGS

@@ -231,6 +231,25 @@ def test_an_av1_job_in_chunks(local: tuple[LiveServer, str], grey: Path,
     compare_quality(psnr(path, grey), reference)
 
 
+def test_a_vp9_video_keeps_its_keyframe_grid_across_a_scene_cut(
+        local: tuple[LiveServer, str], grey: Path, tmp_path: Path) -> None:
+    """Grey frames, then noise from frame 21: a scene cut between keyframes. The VP9
+    video, chunked or not, has keyframes every gop frames and none at the cut, so
+    its chunks (cut on that grid) start on keyframes the unchunked video has too."""
+    server, sid = local
+    images = [str(grey / f"g{index:04d}.png") for index in range(21)] + \
+        noise_frames(shared_dir("framewire-cut-"), 19, SIZE)
+    found = {}
+    for count in (1, 2):
+        status = make(server, sid, {"content-type": "video/webm", "images": images,
+                                    "frame-rate": RATE, "gop": 8, "chunks": count})
+        assert status["status"] == "succeeded", (status["message"], status.get("stderr"))
+        if count == 2:
+            assert chunk_ranges(status) == [(0, 24), (24, 40)]
+        found[count] = keyframes(fetch(server, sid, status, tmp_path / f"cut{count}.webm"))
+    assert found[1] == found[2] == [0, 8, 16, 24, 32]
+
+
 def test_every_output_and_option_works_chunked(local: tuple[LiveServer, str], grey: Path,
                                                tmp_path: Path) -> None:
     """Two videos, a poster and a GIF from one chunked job, with durations and burnt-in
@@ -242,13 +261,15 @@ def test_every_output_and_option_works_chunked(local: tuple[LiveServer, str], gr
         "images": images, "frame-rate": RATE, "durations": [d / RATE for d in durations],
         "chunks": 4, "burn-in": {"frame-number": True},
         "outputs": [{"name": "video", "content-type": "video/mp4"},
-                    {"name": "web", "content-type": "video/webm", "gop": 11},
+                    {"name": "web", "content-type": "video/webm", "gop": 10},
                     {"name": "poster", "kind": "poster", "at": 10},
                     {"name": "preview", "kind": "gif", "width": 80}]})
     assert status["status"] == "succeeded", (status["message"], status.get("stderr"))
     assert status["frames_total"] == 44
     names = [item["name"] for item in status["chunks"]]
     assert names.count("stills") == 1 and len(names) == 5
+    # Both videos are cut on the VP9 one's keyframes (every 10 frames), not at 11, 22, 33.
+    assert chunk_ranges(status) == [(0, 10), (10, 20), (20, 30), (30, 44)]
     for name, codec in (("video", "h264"), ("web", "vp9")):
         path = fetch(server, sid, status, tmp_path / f"{name}.out", name)
         info = probe(path)
@@ -257,6 +278,8 @@ def test_every_output_and_option_works_chunked(local: tuple[LiveServer, str], gr
         ordered = sorted(pts)
         assert all(Fraction(b - a) * base == Fraction(1, RATE)
                    for a, b in zip(ordered, ordered[1:], strict=False))
+        if codec == "vp9":
+            assert keyframes(path) == [0, 10, 20, 30, 40]
     unchunked = make(server, sid, {
         "images": images, "frame-rate": RATE, "durations": [d / RATE for d in durations],
         "burn-in": {"frame-number": True}, "content-type": "video/mp4"})

@@ -1,9 +1,9 @@
 """The ffmpeg argv of each case in argv_cases, as the code before issue 13 made it.
 
 Captured once from the string-editing ``job_argv`` (labels renamed by
-``argv_cases.normalise``); do not regenerate these from the new code.  One
-change since, made by hand: VP9's keyframe interval is 2 seconds unless ``gop``
-is given (``-g 50`` at 25 fps; issue 15).
+``argv_cases.normalise``); do not regenerate these from the new code.  Changed
+since, by hand (issue 15): VP9's keyframe interval is 2 seconds unless ``gop`` is
+given (``-g 50`` at 25 fps), and VP9's ``-keyint_min`` is its ``-g``.
 """
 
 EXPECTED = {
@@ -37,7 +37,8 @@ EXPECTED = {
         "format=yuv444p[L5];[L4]scale=50:36:force_original_aspect_ratio=increase,crop=50:36,"
         "setsar=1,scale=out_color_matrix=bt709:out_range=tv,format=yuv420p[L6]",
         "-map", "[L5]", "-r", "30000/1001", "-c:v", "libvpx-vp9", "-pix_fmt", "yuv444p", "-row-mt",
-        "1", "-deadline", "good", "-cpu-used", "6", "-b:v", "1000000", "-g", "12", "-colorspace",
+        "1", "-deadline", "good", "-cpu-used", "6", "-b:v", "1000000", "-g", "12",
+        "-keyint_min", "12", "-colorspace",
         "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv", "-f",
         "webm", "/work/jobs/j/partial.0.out", "-map", "[L6]", "-r", "30000/1001", "-c:v",
         "libx264", "-pix_fmt", "yuv420p", "-preset", "fast", "-crf", "30", "-colorspace", "bt709",
@@ -129,7 +130,7 @@ EXPECTED = {
         "-color_range", "tv", "-movflags", "+faststart", "-f", "mp4", "/work/jobs/j/partial.0.out",
         "-map", "[L7]", "-r", "25", "-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p", "-row-mt", "1",
         "-deadline", "good", "-cpu-used", "8", "-crf", "32", "-b:v", "0", "-g", "50",
-        "-colorspace", "bt709",
+        "-keyint_min", "50", "-colorspace", "bt709",
         "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv", "-f", "webm",
         "/work/jobs/j/partial.1.out", "-map", "[L8]", "-c:v", "png", "-fps_mode", "passthrough",
         "-update", "1", "-f", "image2", "/work/jobs/j/partial.2.out", "-map", "[L13]", "-c:v",

@@ -4,11 +4,12 @@ the Slurm executor's reading of array task ids."""
 from __future__ import annotations
 
 import struct
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from agent import chunks, protocol, slurm
+from agent import chunks, options, protocol, slurm
 from agent.spec import Canvas, Frame, Placement, PosterOutput, Source, Spec, VideoOutput
 
 
@@ -54,9 +55,15 @@ def test_auto_chunks_by_nodes_on_slurm_and_stays_whole_on_few_cores() -> None:
     assert len(chunks.plan(many, "auto", cores=2, parallel=3, nodes=8).ranges) == 3
     assert len(chunks.plan(spec_of([1] * 250, kind="slurm"), "auto", 2, nodes=8).ranges) == 2
     assert len(chunks.plan(spec_of([1] * 1000), "auto", cores=2).ranges) == 1
-    vp9 = spec_of([1] * 1000, [video("vp9")])
+    vp9 = spec_of([1] * 1000, [video("vp9", 50)])
     assert len(chunks.plan(vp9, "auto", cores=2).ranges) == 1
-    assert len(chunks.plan(vp9, "auto", cores=16).ranges) == 4
+    assert chunks.plan(vp9, "auto", cores=16).ranges == [[0, 250], [250, 500], [500, 750],
+                                                          [750, 1000]]
+    # "auto" on the VP9 grid keeps at least 100 frames a chunk: 120/60/120/100 would not.
+    grid = chunks.plan(spec_of([1] * 400, [video("vp9", 60)], kind="slurm"), "auto", 2,
+                       nodes=4)
+    assert grid.ranges == [[0, 120], [120, 240], [240, 400]]
+    assert grid.note is not None and "rather than the 4 \"auto\" chose" in grid.note
     assert len(chunks.plan(spec_of([1] * 1000), "auto", cores=16).ranges) == 1  # x264 scales
 
 
@@ -82,7 +89,31 @@ def test_vp9_chunks_start_on_the_videos_keyframes() -> None:
     none = chunks.plan(spec_of([1] * 60, [video("vp9", 56)]), 2, cores=2)
     assert none.ranges == [[0, 60]]
     assert (none.note or "").startswith("Not split into chunks: VP9 chunks start on")
+    # A gop under 8 frames: each chunk the fewest keyframes apart that make 8 frames.
+    fine = chunks.plan(spec_of([1] * 64, [video("vp9", 3)]), 8, cores=2)
+    assert [end - start for start, end in fine.ranges] == [9, 9, 9, 9, 9, 9, 10]
+    assert fine.note is not None and fine.note.startswith("Split into 7 chunks rather than 8")
+    # A cut that the nearest multiple would repeat moves on to the next one.
+    moved = chunks.plan(spec_of([1] * 130, [video("vp9", 40)]), 4, cores=2)
+    assert moved.ranges == [[0, 40], [40, 80], [80, 120], [120, 130]]
+    apart = chunks.plan(spec_of([1] * 120, [video("vp9", 12), video("vp9", 50)]), 3, cores=2)
+    assert apart.ranges == [[0, 120]]
+    assert apart.note == ("Not split into chunks: VP9 chunks start on the keyframes of every "
+                          "VP9 video: every 300 frames, where gops 12 and 50 meet, and the "
+                          "video has 120; the same gop for each allows more.")
+    capped = chunks.plan(spec_of([1] * 60, [video("vp9", 12)]), 20, cores=2)
+    assert len(capped.ranges) == 5
+    assert capped.note == ("Split into 5 chunks rather than 20: VP9 chunks start on the "
+                           "video's keyframes, every 12 frames (gop), and the video has 60; "
+                           "a smaller gop allows more.")
     assert chunks.plan(spec_of([1] * 60, [video("av1", 50)]), 5, cores=2).ranges[1] == [12, 24]
+
+
+def test_vp9_keyframes_are_two_seconds_apart_by_default() -> None:
+    assert options.default_gop(Fraction(25)) == 50
+    assert options.default_gop(Fraction(30000, 1001)) == 60
+    assert options.default_gop(Fraction(1)) == 8  # at least 8 frames
+    assert options.default_gop(Fraction(1, 4)) == 8
 
 
 @pytest.mark.parametrize("value", [0, 257, -1, "many", 2.5, True, [2]])
