@@ -551,7 +551,10 @@ function showStatus(status) {
   const frames = status.frames_total ? `${status.frames_done} of ${status.frames_total} frames` : "";
   const parts = [status.message, frames, `${Math.floor(status.progress || 0)}%`, eta(status.eta_seconds)];
   $("progress-text").textContent = parts.filter(Boolean).join(" · ");
-  const scheduler = [schedulerText(status), chunksText(status)].filter(Boolean).join(" · ");
+  // Why the job has fewer chunks than asked (or none), when it has.
+  const split = status.chunking && status.chunking.note;
+  const scheduler = [schedulerText(status), chunksText(status), split].filter(Boolean)
+    .join(" · ");
   $("scheduler-text").textContent = scheduler;
   $("scheduler-text").hidden = !scheduler;
   $("progress").dataset.status = status.status;

@@ -273,6 +273,34 @@ def test_a_slurm_job_from_the_page(browser: Browser, site: LiveServer, sshd: SSH
 
 
 
+def test_a_chunked_job_from_the_page_says_how_it_was_split(
+        browser: Browser, site: LiveServer, sshd: SSHD, images: Path, slurm: str) -> None:
+    """A WebM of 60 frames asked for in 5 chunks on Slurm is made in 2 (VP9's
+    keyframes are 50 frames apart at 25 fps), and the page says so by the chunks."""
+    solid_frames(images, [(4 * i, 60, 160) for i in range(60)],
+                 names=[f"c{i:02d}.png" for i in range(60)], size=SIZE)
+    page = log_in(browser, site)
+    connect(page, sshd, sshd.password)
+    expect(page.locator("#connected")).to_be_visible(timeout=30_000)
+    page.get_by_label("Folder", exact=True).fill(str(images))
+    page.keyboard.press("Enter")
+    page.get_by_label("Pattern", exact=True).fill("c*.png")
+    page.get_by_role("button", name="Select all matching").click()
+    page.locator("#format").select_option("video/webm")
+    page.get_by_label("Run on").select_option("slurm")
+    page.get_by_label("Chunks", exact=True).fill("5")
+    page.get_by_role("button", name="Make video").click()
+    expect(page.locator("#result")).to_be_visible(timeout=180_000)
+    expect(page.locator("#result-text")).to_contain_text(f"{SIZE[0]}×{SIZE[1]}, 60 frames")
+    told = page.locator("#scheduler-text")
+    expect(told).to_contain_text("2 chunks: 2 done")
+    expect(told).to_contain_text("Split into 2 chunks rather than 5: VP9 chunks start on the "
+                                 "video's keyframes, every 50 frames (gop), and the video has "
+                                 "60; a smaller gop allows more.")
+    shot(page, "16-chunks-split")
+    page.close()
+
+
 def test_a_host_without_slurm_shows_no_placement(browser: Browser,
                                                  make_server: Callable[..., LiveServer],
                                                  no_slurm: HostileSSHD) -> None:
