@@ -100,7 +100,8 @@ def plan(spec, asked, cores, parallel=None, nodes=None):
         while asked == "auto" and cuts and min_chunk(cuts, total) < AUTO_FRAMES:
             cuts = grid_cuts(total, len(cuts), grid)  # "auto" keeps AUTO_FRAMES a chunk
         if len(cuts) + 1 < wanted:
-            gops = sorted({video.gop for video in videos if video.codec == "vp9"})
+            gops = sorted({video.gop or 0 for video in videos
+                           if video.codec == "vp9" and video.gop})
             if len(gops) == 1:
                 reason = ("VP9 chunks start on the video's keyframes, every %d frames (gop), "
                           "and the video has %d; a smaller gop allows more." % (grid, total))
