@@ -490,6 +490,18 @@ function chunksText(status) {
 
 $("crf").addEventListener("input", () => { $("crf-value").textContent = $("crf").value; });
 
+// Each format's CRF scale and default, as the API has them (agent/options.py).
+const CRF_SCALES = { "video/mp4": { max: 51, value: 23 }, "video/webm": { max: 63, value: 32 } };
+
+/** The quality slider on the chosen format's scale: at ``value``, else its default. */
+function syncQuality(value) {
+  const scale = CRF_SCALES[$("format").value] || CRF_SCALES["video/mp4"];
+  $("crf").max = String(scale.max);
+  $("crf").value = String(value ?? scale.value);
+  $("crf-value").textContent = $("crf").value;
+}
+$("format").addEventListener("change", () => syncQuality());
+
 // The options the form sets; "make again" carries over the others a job was made with.
 const FORM_FIELDS = ["content-type", "images", "frame-rate", "crf", "fit", "pixel-format",
                      "width", "height", "preset", "poster", "executor", "chunks", "slurm"];
@@ -761,8 +773,7 @@ $("again").addEventListener("click", async () => {
   }
   $("format").value = request["content-type"] || "video/mp4";
   $("frame-rate").value = request["frame-rate"] ?? 25;
-  $("crf").value = request.crf ?? 23;
-  $("crf-value").textContent = $("crf").value;
+  syncQuality(request.crf);
   $("width").value = request.width ?? "";
   $("height").value = request.height ?? "";
   $("fit").value = request.fit || "contain";

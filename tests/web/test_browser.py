@@ -286,7 +286,11 @@ def test_a_chunked_job_from_the_page_says_how_it_was_split(
     page.keyboard.press("Enter")
     page.get_by_label("Pattern", exact=True).fill("c*.png")
     page.get_by_role("button", name="Select all matching").click()
+    quality = page.locator("#crf")
+    expect(quality).to_have_value("23")  # MP4's scale and default
     page.locator("#format").select_option("video/webm")
+    expect(quality).to_have_value("32")  # VP9's, as the API's default
+    expect(quality).to_have_attribute("max", "63")
     page.get_by_label("Run on").select_option("slurm")
     page.get_by_label("Chunks", exact=True).fill("5")
     page.get_by_role("button", name="Make video").click()
@@ -297,6 +301,7 @@ def test_a_chunked_job_from_the_page_says_how_it_was_split(
     expect(told).to_contain_text("Split into 2 chunks rather than 5: VP9 chunks start on the "
                                  "video's keyframes, every 50 frames (gop), and the video has "
                                  "60; a smaller gop allows more.")
+    expect(page.locator("#job-info")).to_contain_text(re.compile(r"Quality \(CRF\)\s*32"))
     shot(page, "16-chunks-split")
     page.close()
 
