@@ -93,15 +93,14 @@ def plan(spec, asked, cores, parallel=None, nodes=None):
             ("Not split into chunks: a chunk needs at least %d frames, and the video has %d."
              % (MIN_FRAMES, total))
         wanted = most
-    grid = keyframe_grid(videos)
+    gops = vp9_gops(videos)
+    grid = keyframe_grid(gops)
     cuts = [total * index // wanted for index in range(1, wanted)]
     if wanted > 1 and grid:
         cuts = grid_cuts(total, wanted, grid)
         while asked == "auto" and cuts and min_chunk(cuts, total) < AUTO_FRAMES:
             cuts = grid_cuts(total, len(cuts), grid)  # "auto" keeps AUTO_FRAMES a chunk
         if len(cuts) + 1 < wanted:
-            gops = sorted({video.gop or 0 for video in videos
-                           if video.codec == "vp9" and video.gop})
             if len(gops) == 1:
                 reason = ("VP9 chunks start on the video's keyframes, every %d frames (gop), "
                           "and the video has %d; a smaller gop allows more." % (grid, total))
@@ -121,17 +120,22 @@ def plan(spec, asked, cores, parallel=None, nodes=None):
     return Chunking(ranges, asked, note, max(1, min(parallel, wanted)))
 
 
-def keyframe_grid(videos):
-    # type: (List[VideoOutput]) -> Optional[int]
-    """The keyframe interval every chunk must start on, or None: a VP9 video's
-    ``gop`` (the least common multiple of several).  libvpx keeps the frames after
-    a keyframe it did not plan up to 1.4 dB below the same frames of a video
-    without it, so VP9 chunks start only where the unchunked video has a keyframe
-    too; x264 and AV1 keep such frames within 0.5 dB and start anywhere."""
+def vp9_gops(videos):
+    # type: (List[VideoOutput]) -> List[int]
+    """The keyframe intervals of the job's VP9 videos, each once, smallest first."""
+    return sorted({video.gop for video in videos if video.codec == "vp9" and video.gop})
+
+
+def keyframe_grid(gops):
+    # type: (List[int]) -> Optional[int]
+    """The keyframe interval every chunk must start on, or None: the VP9 videos'
+    ``gops`` (their least common multiple).  libvpx keeps the frames after a
+    keyframe it did not plan up to 1.4 dB below the same frames of a video without
+    it, so VP9 chunks start only where the unchunked video has a keyframe too; x264
+    and AV1 keep such frames within 0.5 dB and start anywhere."""
     grid = None  # type: Optional[int]
-    for video in videos:
-        if video.codec == "vp9" and video.gop:
-            grid = video.gop if grid is None else grid * video.gop // gcd(grid, video.gop)
+    for gop in gops:
+        grid = gop if grid is None else grid * gop // gcd(grid, gop)
     return grid
 
 

@@ -56,6 +56,19 @@ def open_folder(page: Page, folder: Path | str) -> None:
     expect(page.locator("#listing-scroll")).not_to_have_attribute("aria-busy", "true")
 
 
+def frames_chosen(browser: Browser, site: LiveServer, sshd: SSHD, folder: Path,
+                  pattern: str) -> Page:
+    """Log in, connect with the test user's password, open ``folder`` and select every
+    image matching ``pattern``: the page at "Make the video"."""
+    page = log_in(browser, site)
+    connect(page, sshd, sshd.password)
+    expect(page.locator("#connected")).to_be_visible(timeout=30_000)
+    open_folder(page, folder)
+    page.get_by_label("Pattern", exact=True).fill(pattern)
+    page.get_by_role("button", name="Select all matching").click()
+    return page
+
+
 def images_listed(page: Page) -> int:
     """How many images the listing says the folder holds (rows exist only in view)."""
     return int(page.locator("#listing-summary").get_attribute("data-images") or "-1")

@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, expect
 from server.users import UserFile
 from tests.fixtures import SSHD, LiveServer, probe, solid_frames
 from tests.hosts import HostileSSHD
-from tests.web.pages import connect, images_listed, log_in, open_folder, shot
+from tests.web.pages import connect, frames_chosen, images_listed, log_in, open_folder, shot
 
 FRAMES = 50
 SIZE = (160, 120)
@@ -230,13 +230,7 @@ def test_a_slurm_job_from_the_page(browser: Browser, site: LiveServer, sshd: SSH
     job that waits says why, with its Slurm job id, then runs on a node."""
     solid_frames(images, [(9 * i, 40, 200) for i in range(30)],
                  names=[f"s{i:02d}.png" for i in range(30)], size=SIZE)
-    page = log_in(browser, site)
-    connect(page, sshd, sshd.password)
-    expect(page.locator("#connected")).to_be_visible(timeout=30_000)
-    page.get_by_label("Folder", exact=True).fill(str(images))
-    page.keyboard.press("Enter")
-    page.get_by_label("Pattern", exact=True).fill("s*.png")
-    page.get_by_role("button", name="Select all matching").click()
+    page = frames_chosen(browser, site, sshd, images, "s*.png")
     placement = page.locator("#placement")
     expect(placement).to_be_visible()
     run_on = page.get_by_label("Run on")  # a select's name also holds its chosen option
@@ -279,13 +273,7 @@ def test_a_chunked_job_from_the_page_says_how_it_was_split(
     keyframes are 50 frames apart at 25 fps), and the page says so by the chunks."""
     solid_frames(images, [(4 * i, 60, 160) for i in range(60)],
                  names=[f"c{i:02d}.png" for i in range(60)], size=SIZE)
-    page = log_in(browser, site)
-    connect(page, sshd, sshd.password)
-    expect(page.locator("#connected")).to_be_visible(timeout=30_000)
-    page.get_by_label("Folder", exact=True).fill(str(images))
-    page.keyboard.press("Enter")
-    page.get_by_label("Pattern", exact=True).fill("c*.png")
-    page.get_by_role("button", name="Select all matching").click()
+    page = frames_chosen(browser, site, sshd, images, "c*.png")
     quality = page.locator("#crf")
     expect(quality).to_have_value("23")  # MP4's scale and default
     page.locator("#format").select_option("video/webm")
